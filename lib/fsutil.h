@@ -1,0 +1,47 @@
+/* Safe file operations for root-owned state: no symlink is ever followed,
+ * owners and modes are checked, writes are atomic (temp file, fsync,
+ * rename), and files holding secrets are created 0600. */
+#ifndef ENTRA_FSUTIL_H
+#define ENTRA_FSUTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "buf.h"
+
+/* Create the directory if missing (parents must exist), with the given
+ * owner and mode; if present, require a real directory (not a symlink)
+ * owned by uid, with exactly that mode or stricter bits.
+ * Returns an open O_DIRECTORY|O_NOFOLLOW fd, or -errno
+ * (-ELOOP symlink, -EPERM wrong owner, -EACCES mode too open, -ENOTDIR). */
+int entra_dir_open_or_create(const char *path, mode_t mode, uid_t uid, gid_t gid);
+
+/* The same, for one component `name` inside an open directory. */
+int entra_dir_open_or_create_at(int dirfd, const char *name, mode_t mode, uid_t uid, gid_t gid);
+
+/* Open an existing directory without following symlinks, requiring owner
+ * uid and no group/other write bit. Returns fd or -errno. */
+int entra_dir_open_trusted(const char *path, uid_t uid);
+
+/* Atomically replace dirfd/name with data: a temp file in the same
+ * directory (O_EXCL|O_NOFOLLOW, the final mode and owner set before any
+ * data is written), fsync, rename, fsync of the directory. 0 or -errno;
+ * on failure no temp file is left behind and the old file is untouched. */
+int entra_write_file_atomic(int dirfd, const char *name, const void *data, size_t len,
+			    mode_t mode, uid_t uid, gid_t gid);
+
+/* Read dirfd/name (O_NOFOLLOW, a regular file, at most max bytes, owned by
+ * owner, not writable by group or others) into out (initialised here).
+ * 0, or -ENOENT, -ELOOP, -EPERM (owner), -EACCES (mode), -EFBIG (size). */
+int entra_read_file_trusted(int dirfd, const char *name, size_t max, uid_t owner,
+			    struct entra_buf *out);
+
+/* Same for an absolute path (used for the config file). */
+int entra_read_path_trusted(const char *path, size_t max, uid_t owner, struct entra_buf *out);
+
+/* Remove dirfd/name and everything below it without following symlinks.
+ * 0 (also when it did not exist) or -errno. */
+int entra_remove_tree_at(int dirfd, const char *name);
+
+#endif

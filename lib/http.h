@@ -1,0 +1,67 @@
+/* HTTP over libcurl: TLS always verified (ca_file for tests), https only
+ * unless the caller allows plain http for a link-local or loopback
+ * managed-identity endpoint, redirects never followed, response size
+ * capped, per-request timeout clipped to an overall deadline. One handle
+ * is reused for the requests of one transaction; never share it between
+ * threads. */
+#ifndef ENTRA_HTTP_H
+#define ENTRA_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "log.h"
+
+#define ENTRA_HTTP_MAX_BODY (1024 * 1024)
+
+struct entra_http_options {
+	const char *ca_file;     /* NULL: system trust store */
+	long timeout_ms;         /* per request (connect included) */
+	size_t max_body;         /* 0: ENTRA_HTTP_MAX_BODY */
+	bool allow_plain_http;   /* for IMDS/Arc/App Service endpoints only */
+};
+
+struct entra_http_response {
+	long status;             /* HTTP status, 0 if none was received */
+	struct entra_buf body;
+	char content_type[128];  /* "" when absent; parameters stripped, lower case */
+	long retry_after;        /* seconds from Retry-After, -1 when absent */
+	char *www_authenticate;  /* first WWW-Authenticate header, or NULL */
+};
+
+struct entra_http;
+
+struct entra_http *entra_http_new(const struct entra_http_options *opt, const struct entra_log *log);
+void entra_http_free(struct entra_http *http);
+
+/* Monotonic deadline in ms (entra_monotonic_ms() clock); 0 = none. Each
+ * request's timeout is clipped so that it ends by the deadline; a request
+ * started after it fails at once with -ETIMEDOUT. */
+void entra_http_set_deadline(struct entra_http *http, int64_t deadline_ms);
+int64_t entra_monotonic_ms(void);
+
+/* headers: NULL-terminated array of "Name: value" strings, or NULL.
+ * 0 when a response was received (any status: check resp->status), or
+ * -ETIMEDOUT, -ECONNREFUSED/-EHOSTUNREACH (connect), -EPROTO (TLS or
+ * protocol error, including a redirect or a non-https URL), -E2BIG (body
+ * over the cap), -EINVAL (bad URL), -ENOMEM. The reason is logged. resp is
+ * initialised by these calls and must be freed with entra_http_response_free
+ * whatever they return. */
+int entra_http_get(struct entra_http *http, const char *url, const char *const *headers,
+		   struct entra_http_response *resp);
+int entra_http_post_form(struct entra_http *http, const char *url, const char *form,
+			 const char *const *headers, struct entra_http_response *resp);
+void entra_http_response_free(struct entra_http_response *resp);
+
+/* Append "&key=value" (no '&' when form is empty), URL-encoding both. */
+int entra_form_add(struct entra_buf *form, const char *key, const char *value);
+
+/* URL-encode one query value; malloc'd or NULL. */
+char *entra_url_escape(const char *s);
+
+/* Does the content type mean JSON ("application/json", "...+json")? */
+bool entra_http_is_json(const struct entra_http_response *resp);
+
+#endif

@@ -1,0 +1,1 @@
+/* msi: see issue */

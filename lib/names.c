@@ -1,0 +1,80 @@
+#include "config.h"
+#include "names.h"
+
+#include <string.h>
+#include <strings.h>
+
+static bool name_char_ok(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	       (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '@' ||
+	       c == '+' || c == '-';
+}
+
+bool entra_name_is_valid(const char *name)
+{
+	size_t len;
+
+	if (name == NULL)
+		return false;
+	len = strnlen(name, ENTRA_NAME_MAX + 1);
+	if (len == 0 || len > ENTRA_NAME_MAX)
+		return false;
+	if (name[0] == '-' || name[0] == '.')
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!name_char_ok((unsigned char)name[i]))
+			return false;
+	return strstr(name, "..") == NULL;
+}
+
+bool entra_value_is_safe(const char *value, size_t max)
+{
+	size_t len;
+
+	if (value == NULL)
+		return false;
+	len = strnlen(value, max + 1);
+	if (len > max)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)value[i];
+		if (c < 0x20 || c == 0x7f)
+			return false;
+	}
+	return true;
+}
+
+bool entra_is_guid(const char *s)
+{
+	static const char shape[] = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx";
+
+	if (s == NULL || strlen(s) != sizeof(shape) - 1)
+		return false;
+	for (size_t i = 0; shape[i] != '\0'; i++) {
+		char c = s[i];
+		if (shape[i] == '-') {
+			if (c != '-')
+				return false;
+		} else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
+			     (c >= 'A' && c <= 'F'))) {
+			return false;
+		}
+	}
+	return true;
+}
+
+bool entra_streq_nocase(const char *a, const char *b)
+{
+	return a != NULL && b != NULL && strcasecmp(a, b) == 0;
+}
+
+bool entra_memeq_consttime(const void *a, const void *b, size_t len)
+{
+	const volatile unsigned char *x = a, *y = b;
+	unsigned char diff = 0;
+
+	for (size_t i = 0; i < len; i++)
+		diff |= x[i] ^ y[i];
+	return diff == 0;
+}

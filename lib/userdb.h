@@ -1,0 +1,1 @@
+/* userdb: see issue */

@@ -1,0 +1,1 @@
+# nss_module

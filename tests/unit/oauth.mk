@@ -1,0 +1,1 @@
+# unit/oauth.mk
