@@ -1,1 +1,43 @@
-/* login: see issue */
+/* One device-code login, from a PAM user name to a verified identity:
+ * classify the account (no network for names that are not ours),
+ * discovery + JWKS, the device flow, ID-token validation, and the check
+ * that the person who signed in owns the account. Used by the PAM module
+ * and by entractl's test login; knows nothing of PAM. */
+#ifndef ENTRA_LOGIN_H
+#define ENTRA_LOGIN_H
+
+#include <stddef.h>
+
+#include "config.h"
+#include "devicecode.h"
+#include "log.h"
+#include "policy.h"
+#include "tokens.h"
+
+enum entra_login_status {
+	ENTRA_LOGIN_OK,
+	ENTRA_LOGIN_NOT_OURS,        /* leave the account to the rest of the stack */
+	ENTRA_LOGIN_DENIED,          /* a definite no: wrong person, bad token, declined, ... */
+	ENTRA_LOGIN_NO_CONVERSATION, /* nobody to show the code to */
+	ENTRA_LOGIN_UNAVAILABLE,     /* the identity provider could not be used */
+	ENTRA_LOGIN_TIMED_OUT,
+};
+
+struct entra_login_result {
+	struct entra_identity identity;
+	struct entra_token_response tokens; /* access (workspace) and refresh tokens */
+	char message[512];                  /* for the person, when not OK */
+};
+
+enum entra_login_status entra_login_authenticate(const struct entra_config *cfg, const char *user,
+						 const char *host_name,
+						 const struct entra_device_hooks *hooks,
+						 const struct entra_log *log,
+						 struct entra_login_result *result);
+
+/* Wipes the tokens and frees the identity. */
+void entra_login_result_free(struct entra_login_result *result);
+
+const char *entra_login_status_str(enum entra_login_status status);
+
+#endif

@@ -1,2 +1,324 @@
 #include "config.h"
 #include "session.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <json-c/json.h>
+
+#include "buf.h"
+#include "fsutil.h"
+#include "names.h"
+
+#define TOKEN_FILE "token"
+#define WORKSPACE_FILE "config.json"
+#define PRIVATE_DIR "private"
+#define MAX_ENV_VARS 16
+#define MAX_VALUE 512
+#define MAX_TOKEN (64 * 1024)
+
+int entra_session_new_id(char id[ENTRA_SESSION_ID_LEN + 1])
+{
+	unsigned char raw[ENTRA_SESSION_ID_LEN / 2];
+	static const char hex[] = "0123456789abcdef";
+
+	if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw))
+		return -EIO;
+	for (size_t i = 0; i < sizeof(raw); i++) {
+		id[2 * i] = hex[raw[i] >> 4];
+		id[2 * i + 1] = hex[raw[i] & 0xf];
+	}
+	id[ENTRA_SESSION_ID_LEN] = '\0';
+	explicit_bzero(raw, sizeof(raw));
+	return 0;
+}
+
+bool entra_session_id_is_valid(const char *id)
+{
+	if (id == NULL || strlen(id) != ENTRA_SESSION_ID_LEN)
+		return false;
+	for (size_t i = 0; i < ENTRA_SESSION_ID_LEN; i++)
+		if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
+			return false;
+	return true;
+}
+
+void entra_session_env_free(struct entra_session_env *env)
+{
+	if (env->vars == NULL)
+		return;
+	for (size_t i = 0; i < env->count; i++)
+		entra_free_secret(env->vars[i]); /* may hold ENTRA_ACCESS_TOKEN */
+	free(env->vars);
+	env->vars = NULL;
+	env->count = 0;
+}
+
+static int env_add(struct entra_session_env *env, const char *name, const char *value)
+{
+	struct entra_buf line;
+	int rc;
+
+	if (value == NULL)
+		return 0;
+	if (env->count + 1 >= MAX_ENV_VARS)
+		return -E2BIG;
+	entra_buf_init(&line, MAX_TOKEN + 64);
+	rc = entra_buf_printf(&line, "%s=%s", name, value);
+	if (rc < 0) {
+		entra_buf_free(&line);
+		return rc;
+	}
+	env->vars[env->count++] = entra_buf_steal(&line);
+	env->vars[env->count] = NULL;
+	return 0;
+}
+
+/* Open run_dir (root's, 0755) and the per-uid directory below it (root's,
+ * 0711): the user may reach but not list or alter it, so no one can plant
+ * a link where root later writes. */
+static int open_uid_dir(const struct entra_config *cfg, uid_t uid, int *run_fd_out)
+{
+	char uid_name[32];
+	int run_fd, uid_fd;
+
+	run_fd = entra_dir_open_or_create(cfg->run_dir, 0755, 0, 0);
+	if (run_fd < 0)
+		return run_fd;
+	snprintf(uid_name, sizeof(uid_name), "%lu", (unsigned long)uid);
+	uid_fd = entra_dir_open_or_create_at(run_fd, uid_name, 0711, 0, 0);
+	if (uid_fd < 0) {
+		close(run_fd);
+		return uid_fd;
+	}
+	*run_fd_out = run_fd;
+	return uid_fd;
+}
+
+static int write_workspace_config(const struct entra_config *cfg, int dir_fd,
+				  const struct entra_session_request *req)
+{
+	struct json_object *obj;
+	const char *text;
+	int rc;
+
+	if (cfg->workspace_name == NULL)
+		return 0;
+	obj = json_object_new_object();
+	if (obj == NULL)
+		return -ENOMEM;
+	json_object_object_add(obj, "subscription_id", json_object_new_string(cfg->subscription_id));
+	json_object_object_add(obj, "resource_group", json_object_new_string(cfg->resource_group));
+	json_object_object_add(obj, "workspace_name", json_object_new_string(cfg->workspace_name));
+	text = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
+	rc = entra_write_file_atomic(dir_fd, WORKSPACE_FILE, text, strlen(text), 0600, req->uid, req->gid);
+	json_object_put(obj);
+	return rc;
+}
+
+static int write_private_store(int run_fd, const char *session_id,
+			       const struct entra_session_request *req)
+{
+	struct json_object *obj;
+	const char *text;
+	int priv_fd, rc;
+
+	if (req->refresh_token == NULL)
+		return 0;
+	priv_fd = entra_dir_open_or_create_at(run_fd, PRIVATE_DIR, 0700, 0, 0);
+	if (priv_fd < 0)
+		return priv_fd;
+	obj = json_object_new_object();
+	if (obj == NULL) {
+		close(priv_fd);
+		return -ENOMEM;
+	}
+	json_object_object_add(obj, "user", json_object_new_string(req->user));
+	json_object_object_add(obj, "uid", json_object_new_int64(req->uid));
+	json_object_object_add(obj, "identity_kind", json_object_new_string(req->identity_kind));
+	if (req->tenant_id)
+		json_object_object_add(obj, "tenant_id", json_object_new_string(req->tenant_id));
+	if (req->object_id)
+		json_object_object_add(obj, "object_id", json_object_new_string(req->object_id));
+	if (req->upn)
+		json_object_object_add(obj, "upn", json_object_new_string(req->upn));
+	json_object_object_add(obj, "resource", json_object_new_string(req->resource));
+	json_object_object_add(obj, "refresh_token", json_object_new_string(req->refresh_token));
+	text = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+	rc = entra_write_file_atomic(priv_fd, session_id, text, strlen(text), 0600, 0, 0);
+	/* json-c's serialisation buffer holds the refresh token: wipe it. */
+	explicit_bzero((char *)text, strlen(text));
+	json_object_put(obj);
+	close(priv_fd);
+	return rc;
+}
+
+static bool request_is_safe(const struct entra_session_request *req, const char **bad)
+{
+	struct { const char *name, *value; size_t max; bool required; } fields[] = {
+		{ "identity kind", req->identity_kind, 32, true },
+		{ "tenant id", req->tenant_id, 128, false },
+		{ "object id", req->object_id, 128, false },
+		{ "user principal name", req->upn, ENTRA_NAME_MAX, false },
+		{ "resource", req->resource, MAX_VALUE, true },
+		{ "access token", req->access_token, MAX_TOKEN, true },
+		{ "refresh token", req->refresh_token, MAX_TOKEN, false },
+	};
+
+	if (!entra_name_is_valid(req->user)) {
+		*bad = "user name";
+		return false;
+	}
+	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+		if (fields[i].value == NULL && !fields[i].required)
+			continue;
+		if (!entra_value_is_safe(fields[i].value, fields[i].max) || fields[i].value[0] == '\0') {
+			*bad = fields[i].name;
+			return false;
+		}
+	}
+	return true;
+}
+
+static int fill_env(const struct entra_config *cfg, const char *session_id,
+		    const struct entra_session_request *req, struct entra_session_env *env)
+{
+	char dir[4096], file[4096 + 16], expires[32];
+	int rc = 0;
+
+	snprintf(dir, sizeof(dir), "%s/%lu/%s", cfg->run_dir, (unsigned long)req->uid, session_id);
+	snprintf(file, sizeof(file), "%s/%s", dir, TOKEN_FILE);
+	snprintf(expires, sizeof(expires), "%lld", (long long)req->expires_on);
+	env->vars = calloc(MAX_ENV_VARS, sizeof(char *));
+	if (env->vars == NULL)
+		return -ENOMEM;
+	env->count = 0;
+	if ((rc = env_add(env, "ENTRA_SESSION_ID", session_id)) < 0 ||
+	    (rc = env_add(env, "ENTRA_SESSION_DIR", dir)) < 0 ||
+	    (rc = env_add(env, "ENTRA_TOKEN_FILE", file)) < 0 ||
+	    (rc = env_add(env, "ENTRA_TOKEN_EXPIRES_ON", expires)) < 0 ||
+	    (rc = env_add(env, "ENTRA_TOKEN_RESOURCE", req->resource)) < 0 ||
+	    (rc = env_add(env, "ENTRA_IDENTITY_KIND", req->identity_kind)) < 0 ||
+	    (rc = env_add(env, "AZURE_TENANT_ID", req->tenant_id)) < 0 ||
+	    (rc = env_add(env, "ENTRA_UPN", req->upn)) < 0 ||
+	    (rc = env_add(env, "ENTRA_OBJECT_ID", req->object_id)) < 0)
+		goto fail;
+	if (cfg->workspace_name != NULL &&
+	    ((rc = env_add(env, "AZUREML_ARM_SUBSCRIPTION", cfg->subscription_id)) < 0 ||
+	     (rc = env_add(env, "AZUREML_ARM_RESOURCEGROUP", cfg->resource_group)) < 0 ||
+	     (rc = env_add(env, "AZUREML_ARM_WORKSPACE_NAME", cfg->workspace_name)) < 0))
+		goto fail;
+	if (cfg->export_token && (rc = env_add(env, "ENTRA_ACCESS_TOKEN", req->access_token)) < 0)
+		goto fail;
+	return 0;
+fail:
+	entra_session_env_free(env);
+	return rc;
+}
+
+int entra_session_open(const struct entra_config *cfg, const char *session_id,
+		       const struct entra_session_request *req,
+		       struct entra_session_env *env, const struct entra_log *log)
+{
+	const char *bad = NULL;
+	int run_fd = -1, uid_fd = -1, sess_fd = -1, rc;
+
+	env->vars = NULL;
+	env->count = 0;
+	if (!entra_session_id_is_valid(session_id))
+		return -EINVAL;
+	if (!request_is_safe(req, &bad)) {
+		entra_log(log, LOG_ERR, "session for %s refused: unsafe %s (control characters, empty or too long)",
+			  entra_name_is_valid(req->user) ? req->user : "(invalid name)", bad);
+		return -EINVAL;
+	}
+	uid_fd = open_uid_dir(cfg, req->uid, &run_fd);
+	if (uid_fd < 0) {
+		entra_log(log, LOG_ERR, "cannot open session directory %s/%lu: %s",
+			  cfg->run_dir, (unsigned long)req->uid, strerror(-uid_fd));
+		return uid_fd;
+	}
+	sess_fd = entra_dir_open_or_create_at(uid_fd, session_id, 0700, req->uid, req->gid);
+	if (sess_fd < 0) {
+		rc = sess_fd;
+		entra_log(log, LOG_ERR, "cannot create session directory for %s: %s",
+			  req->user, strerror(-rc));
+		goto out;
+	}
+	rc = entra_write_file_atomic(sess_fd, TOKEN_FILE, req->access_token,
+				     strlen(req->access_token), 0600, req->uid, req->gid);
+	if (rc == 0)
+		rc = write_workspace_config(cfg, sess_fd, req);
+	if (rc == 0)
+		rc = write_private_store(run_fd, session_id, req);
+	if (rc == 0)
+		rc = fill_env(cfg, session_id, req, env);
+	if (rc < 0) {
+		entra_log(log, LOG_ERR, "cannot write session files for %s: %s", req->user, strerror(-rc));
+		entra_session_close(cfg, session_id, req->uid, log);
+		goto out;
+	}
+	entra_log(log, LOG_INFO, "session %s opened for %s (uid %lu, %s identity)",
+		  session_id, req->user, (unsigned long)req->uid, req->identity_kind);
+out:
+	if (sess_fd >= 0)
+		close(sess_fd);
+	close(uid_fd);
+	close(run_fd);
+	return rc;
+}
+
+int entra_session_close(const struct entra_config *cfg, const char *session_id, uid_t uid,
+			const struct entra_log *log)
+{
+	char uid_name[32];
+	struct stat st;
+	int run_fd, fd, rc = 0, rc2;
+
+	if (!entra_session_id_is_valid(session_id))
+		return -EINVAL;
+	run_fd = entra_dir_open_trusted(cfg->run_dir, 0);
+	if (run_fd == -ENOENT)
+		return 0;
+	if (run_fd < 0)
+		return run_fd;
+	snprintf(uid_name, sizeof(uid_name), "%lu", (unsigned long)uid);
+	/* The private entry is removed only together with a session directory
+	 * of this uid: an id from another user's session removes nothing. */
+	fd = openat(run_fd, uid_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		rc = errno == ENOENT ? 0 : -errno;
+		close(run_fd);
+		return rc;
+	}
+	if (fstatat(fd, session_id, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		rc = errno == ENOENT ? 0 : -errno;
+		close(fd);
+		close(run_fd);
+		return rc;
+	}
+	rc = entra_remove_tree_at(fd, session_id);
+	close(fd);
+	fd = openat(run_fd, PRIVATE_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd >= 0) {
+		rc2 = entra_remove_tree_at(fd, session_id);
+		if (rc == 0)
+			rc = rc2;
+		close(fd);
+	} else if (errno != ENOENT && rc == 0) {
+		rc = -errno;
+	}
+	close(run_fd);
+	if (rc < 0)
+		entra_log(log, LOG_ERR, "cannot remove session %s of uid %lu: %s",
+			  session_id, (unsigned long)uid, strerror(-rc));
+	else
+		entra_log(log, LOG_INFO, "session %s of uid %lu closed", session_id, (unsigned long)uid);
+	return rc;
+}

@@ -1,0 +1,444 @@
+/* pam_entra.so: thin glue from the pam_sm_* entry points to lib/.
+ * Every decision lives in lib/; this file translates results to PAM
+ * codes, talks to the conversation, and carries state between the calls
+ * of one PAM transaction through pam_set_data. */
+#include "config.h"
+
+#include <errno.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define PAM_SM_AUTH
+#define PAM_SM_ACCOUNT
+#define PAM_SM_SESSION
+#define PAM_SM_PASSWORD
+#include <security/pam_appl.h>
+#include <security/pam_ext.h>
+#include <security/pam_modules.h>
+
+#include "buf.h"
+#include "config.h"
+#include "log.h"
+#include "login.h"
+#include "names.h"
+#include "policy.h"
+#include "session.h"
+
+#define DATA_LOGIN "pam_entra_login"
+#define DATA_SESSION "pam_entra_session"
+#define EXPORT __attribute__((visibility("default")))
+
+struct module_state {
+	struct entra_config *cfg;
+	struct entra_log log;
+};
+
+/* What authenticate learned, for acct_mgmt and open_session. */
+struct login_data {
+	char user[ENTRA_NAME_MAX + 1];
+	struct entra_login_result login;
+	struct entra_decision decision;
+	bool authorized;
+};
+
+struct session_data {
+	char id[ENTRA_SESSION_ID_LEN + 1];
+	uid_t uid;
+};
+
+static void emit_syslog(void *host, int priority, const char *line)
+{
+	pam_syslog((pam_handle_t *)host, priority, "%s", line);
+}
+
+/* Config from conf= (or the default path), then module arguments through
+ * the same setter. Any error is logged and fails the call. */
+static int load_state(pam_handle_t *pamh, int argc, const char **argv, struct module_state *st)
+{
+	const char *path = ENTRA_DEFAULT_CONFIG;
+	char err[512];
+
+	st->log.emit = emit_syslog;
+	st->log.host = pamh;
+	st->log.debug = false;
+	st->cfg = entra_config_new();
+	if (st->cfg == NULL)
+		return PAM_BUF_ERR;
+	for (int i = 0; i < argc; i++)
+		if (strncmp(argv[i], "conf=", 5) == 0)
+			path = argv[i] + 5;
+	if (entra_config_load(st->cfg, path, true, err, sizeof(err)) < 0)
+		goto bad;
+	for (int i = 0; i < argc; i++) {
+		if (strncmp(argv[i], "conf=", 5) == 0)
+			continue;
+		if (entra_config_apply_arg(st->cfg, argv[i], err, sizeof(err)) < 0)
+			goto bad;
+	}
+	if (entra_config_validate(st->cfg, err, sizeof(err)) < 0)
+		goto bad;
+	st->log.debug = st->cfg->debug;
+	return PAM_SUCCESS;
+bad:
+	pam_syslog(pamh, LOG_ERR, "configuration %s: %s", path, err);
+	entra_config_free(st->cfg);
+	st->cfg = NULL;
+	return PAM_SERVICE_ERR;
+}
+
+static void free_state(struct module_state *st)
+{
+	entra_config_free(st->cfg);
+	st->cfg = NULL;
+}
+
+static void cleanup_login_data(pam_handle_t *pamh, void *data, int error_status)
+{
+	struct login_data *ld = data;
+
+	(void)pamh;
+	(void)error_status;
+	entra_login_result_free(&ld->login);
+	explicit_bzero(ld, sizeof(*ld));
+	free(ld);
+}
+
+static void cleanup_free(pam_handle_t *pamh, void *data, int error_status)
+{
+	(void)pamh;
+	(void)error_status;
+	free(data);
+}
+
+/* The device flow's prompt hook: one echo-off prompt, wait for Enter. */
+static int conversation_prompt(void *host, const char *text)
+{
+	char *answer = NULL;
+	int rc;
+
+	rc = pam_prompt((pam_handle_t *)host, PAM_PROMPT_ECHO_OFF, &answer, "%s", text);
+	if (answer != NULL)
+		entra_free_secret(answer);
+	else if (rc == PAM_SUCCESS)
+		rc = PAM_CONV_ERR; /* a conversation that answers nothing cannot confirm */
+	return rc == PAM_SUCCESS ? 0 : -1;
+}
+
+static void tell_person(pam_handle_t *pamh, const char *text)
+{
+	if (text != NULL && text[0] != '\0')
+		pam_error(pamh, "%s", text);
+}
+
+static bool is_local_account(const struct entra_config *cfg, const char *user)
+{
+	return strcmp(user, "root") == 0 || entra_strlist_contains(&cfg->local_users, user);
+}
+
+/* PAM code for a name the module does not handle: explicit local accounts
+ * are ignored, every other unknown name is "unknown" to this module. */
+static int not_ours_code(const struct entra_config *cfg, const char *user)
+{
+	return is_local_account(cfg, user) ? PAM_IGNORE : PAM_USER_UNKNOWN;
+}
+
+static int get_user(pam_handle_t *pamh, const struct module_state *st, const char **user)
+{
+	int rc = pam_get_user(pamh, user, NULL);
+
+	if (rc != PAM_SUCCESS || *user == NULL)
+		return rc == PAM_SUCCESS ? PAM_USER_UNKNOWN : rc;
+	if (!entra_name_is_valid(*user)) {
+		entra_log(&st->log, LOG_NOTICE, "ignoring user name that is not valid for Entra login");
+		return PAM_USER_UNKNOWN;
+	}
+	return PAM_SUCCESS;
+}
+
+static enum entra_account_kind classify(const struct entra_config *cfg, const char *user)
+{
+	struct passwd pw, *found = NULL;
+	char buf[4096];
+	long uid = -1;
+
+	/* A service account may be named by uid range: look the uid up, but
+	 * only for local accounts the system already knows. */
+	if (cfg->service_uid_max > 0 && getpwnam_r(user, &pw, buf, sizeof(buf), &found) == 0 &&
+	    found != NULL)
+		uid = (long)found->pw_uid;
+	return entra_classify_account(cfg, user, uid, NULL);
+}
+
+EXPORT int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
+{
+	struct module_state st;
+	struct login_data *ld = NULL;
+	struct entra_device_hooks hooks = { conversation_prompt, NULL, pamh };
+	enum entra_login_status status;
+	const char *user = NULL;
+	char host[256] = "this host";
+	int rc;
+
+	(void)flags;
+	rc = load_state(pamh, argc, argv, &st);
+	if (rc != PAM_SUCCESS)
+		return rc;
+	rc = get_user(pamh, &st, &user);
+	if (rc != PAM_SUCCESS)
+		goto out;
+	switch (classify(st.cfg, user)) {
+	case ENTRA_ACCOUNT_SERVICE:
+		entra_log(&st.log, LOG_DEBUG, "%s is a service account: authentication left to the stack", user);
+		rc = PAM_IGNORE;
+		goto out;
+	case ENTRA_ACCOUNT_NOT_OURS:
+		entra_log(&st.log, LOG_DEBUG, "%s is not an Entra account: left to the stack", user);
+		rc = not_ours_code(st.cfg, user);
+		goto out;
+	case ENTRA_ACCOUNT_ENTRA:
+		break;
+	}
+
+	ld = calloc(1, sizeof(*ld));
+	if (ld == NULL) {
+		rc = PAM_BUF_ERR;
+		goto out;
+	}
+	snprintf(ld->user, sizeof(ld->user), "%s", user);
+	if (gethostname(host, sizeof(host) - 1) < 0 || !entra_value_is_safe(host, sizeof(host)))
+		snprintf(host, sizeof(host), "this host");
+
+	status = entra_login_authenticate(st.cfg, user, host, &hooks, &st.log, &ld->login);
+	switch (status) {
+	case ENTRA_LOGIN_OK:
+		rc = pam_set_data(pamh, DATA_LOGIN, ld, cleanup_login_data);
+		if (rc == PAM_SUCCESS)
+			ld = NULL;
+		break;
+	case ENTRA_LOGIN_NOT_OURS:
+		rc = not_ours_code(st.cfg, user);
+		break;
+	case ENTRA_LOGIN_NO_CONVERSATION:
+		rc = PAM_CONV_ERR;
+		break;
+	case ENTRA_LOGIN_UNAVAILABLE:
+	case ENTRA_LOGIN_TIMED_OUT:
+		tell_person(pamh, ld->login.message);
+		rc = PAM_AUTHINFO_UNAVAIL;
+		break;
+	case ENTRA_LOGIN_DENIED:
+	default:
+		tell_person(pamh, ld->login.message);
+		rc = PAM_AUTH_ERR;
+		break;
+	}
+out:
+	if (ld != NULL)
+		cleanup_login_data(pamh, ld, rc);
+	free_state(&st);
+	return rc;
+}
+
+EXPORT int pam_sm_setcred(pam_handle_t *pamh, int flags, int argc, const char **argv)
+{
+	(void)pamh; (void)flags; (void)argc; (void)argv;
+	return PAM_SUCCESS;
+}
+
+EXPORT int pam_sm_acct_mgmt(pam_handle_t *pamh, int flags, int argc, const char **argv)
+{
+	struct module_state st;
+	struct login_data *ld = NULL;
+	const char *user = NULL;
+	int rc;
+
+	(void)flags;
+	rc = load_state(pamh, argc, argv, &st);
+	if (rc != PAM_SUCCESS)
+		return rc;
+	rc = get_user(pamh, &st, &user);
+	if (rc != PAM_SUCCESS)
+		goto out;
+	if (pam_get_data(pamh, DATA_LOGIN, (const void **)&ld) != PAM_SUCCESS || ld == NULL) {
+		/* Not authenticated by us in this transaction (a key, another
+		 * module, or not an Entra account): not our decision. */
+		entra_log(&st.log, LOG_DEBUG, "no Entra login for %s in this transaction: account left to the stack", user);
+		rc = classify(st.cfg, user) == ENTRA_ACCOUNT_NOT_OURS ? not_ours_code(st.cfg, user) : PAM_IGNORE;
+		goto out;
+	}
+	if (strcmp(ld->user, user) != 0) {
+		entra_log(&st.log, LOG_ERR, "user changed from %s to %s after authentication: denied", ld->user, user);
+		rc = PAM_PERM_DENIED;
+		goto out;
+	}
+	entra_authorize(st.cfg, &ld->login.identity, &ld->decision);
+	entra_log(&st.log, ld->decision.allowed ? LOG_NOTICE : LOG_WARNING,
+		  "account %s (%s, object id %s): %s%s", user, ld->login.identity.username,
+		  ld->login.identity.object_id, ld->decision.reason, ld->decision.admin ? " [admin]" : "");
+	if (!ld->decision.allowed) {
+		tell_person(pamh, "You signed in, but your account is not allowed to log in to this host. Ask your administrator for access.");
+		rc = PAM_PERM_DENIED;
+		goto out;
+	}
+	ld->authorized = true;
+	rc = PAM_SUCCESS;
+out:
+	free_state(&st);
+	return rc;
+}
+
+static int lookup_account(const char *user, uid_t *uid, gid_t *gid)
+{
+	struct passwd pw, *found = NULL;
+	char buf[4096];
+
+	if (getpwnam_r(user, &pw, buf, sizeof(buf), &found) != 0 || found == NULL)
+		return -ENOENT;
+	*uid = found->pw_uid;
+	*gid = found->pw_gid;
+	return 0;
+}
+
+static int put_env(pam_handle_t *pamh, const struct entra_session_env *env)
+{
+	for (size_t i = 0; i < env->count; i++) {
+		int rc = pam_putenv(pamh, env->vars[i]);
+		if (rc != PAM_SUCCESS)
+			return rc;
+	}
+	return PAM_SUCCESS;
+}
+
+EXPORT int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, const char **argv)
+{
+	struct module_state st;
+	struct login_data *ld = NULL;
+	struct session_data *sd = NULL;
+	struct entra_session_env env = { NULL, 0 };
+	struct entra_session_request req;
+	const char *user = NULL;
+	uid_t uid;
+	gid_t gid;
+	int rc;
+
+	(void)flags;
+	rc = load_state(pamh, argc, argv, &st);
+	if (rc != PAM_SUCCESS)
+		return rc;
+	rc = get_user(pamh, &st, &user);
+	if (rc != PAM_SUCCESS)
+		goto out;
+	if (pam_get_data(pamh, DATA_LOGIN, (const void **)&ld) != PAM_SUCCESS || ld == NULL) {
+		entra_log(&st.log, LOG_DEBUG, "no Entra login for %s in this transaction: no session token", user);
+		rc = PAM_IGNORE;
+		goto out;
+	}
+	if (!ld->authorized || strcmp(ld->user, user) != 0) {
+		entra_log(&st.log, LOG_ERR, "session for %s refused: the account was not authorized by pam_entra (is the account phase configured?)", user);
+		rc = PAM_SESSION_ERR;
+		goto out;
+	}
+	if (lookup_account(user, &uid, &gid) < 0) {
+		entra_log(&st.log, LOG_ERR, "session for %s refused: the account is not known to the system (NSS)", user);
+		rc = PAM_SESSION_ERR;
+		goto out;
+	}
+	sd = calloc(1, sizeof(*sd));
+	if (sd == NULL || entra_session_new_id(sd->id) < 0) {
+		rc = PAM_BUF_ERR;
+		goto out;
+	}
+	sd->uid = uid;
+	req = (struct entra_session_request){
+		.user = user,
+		.uid = uid,
+		.gid = gid,
+		.identity_kind = "user",
+		.tenant_id = ld->login.identity.tenant_id,
+		.object_id = ld->login.identity.object_id,
+		.upn = ld->login.identity.username,
+		.access_token = ld->login.tokens.access_token,
+		.expires_on = ld->login.tokens.expires_on,
+		.resource = st.cfg->resource,
+		.refresh_token = ld->login.tokens.refresh_token,
+	};
+	if (entra_session_open(st.cfg, sd->id, &req, &env, &st.log) < 0) {
+		rc = PAM_SESSION_ERR;
+		goto out;
+	}
+	rc = put_env(pamh, &env);
+	if (rc == PAM_SUCCESS)
+		rc = pam_set_data(pamh, DATA_SESSION, sd, cleanup_free);
+	if (rc != PAM_SUCCESS) {
+		entra_session_close(st.cfg, sd->id, uid, &st.log);
+		goto out;
+	}
+	sd = NULL;
+out:
+	entra_session_env_free(&env);
+	free(sd);
+	free_state(&st);
+	return rc;
+}
+
+EXPORT int pam_sm_close_session(pam_handle_t *pamh, int flags, int argc, const char **argv)
+{
+	struct module_state st;
+	const struct session_data *sd = NULL;
+	const char *user = NULL, *id;
+	uid_t uid;
+	gid_t gid;
+	int rc;
+
+	(void)flags;
+	rc = load_state(pamh, argc, argv, &st);
+	if (rc != PAM_SUCCESS)
+		return rc;
+	rc = get_user(pamh, &st, &user);
+	if (rc != PAM_SUCCESS)
+		goto out;
+	if (pam_get_data(pamh, DATA_SESSION, (const void **)&sd) == PAM_SUCCESS && sd != NULL) {
+		id = sd->id;
+		uid = sd->uid;
+	} else {
+		/* A different handle closes the session (e.g. a re-exec): the
+		 * id travels in the PAM environment. */
+		id = pam_getenv(pamh, "ENTRA_SESSION_ID");
+		if (id == NULL || lookup_account(user, &uid, &gid) < 0) {
+			rc = PAM_IGNORE;
+			goto out;
+		}
+	}
+	rc = entra_session_close(st.cfg, id, uid, &st.log) == 0 ? PAM_SUCCESS : PAM_SESSION_ERR;
+out:
+	free_state(&st);
+	return rc;
+}
+
+EXPORT int pam_sm_chauthtok(pam_handle_t *pamh, int flags, int argc, const char **argv)
+{
+	struct module_state st;
+	const char *user = NULL;
+	int rc;
+
+	(void)flags;
+	rc = load_state(pamh, argc, argv, &st);
+	if (rc != PAM_SUCCESS)
+		return rc;
+	rc = get_user(pamh, &st, &user);
+	if (rc == PAM_SUCCESS) {
+		if (classify(st.cfg, user) == ENTRA_ACCOUNT_ENTRA) {
+			entra_log(&st.log, LOG_NOTICE, "password change for %s refused: Entra accounts have no local password", user);
+			tell_person(pamh, "This account signs in with Microsoft Entra ID; change your password there (https://aka.ms/sspr).");
+			rc = PAM_AUTHTOK_ERR;
+		} else {
+			rc = PAM_IGNORE;
+		}
+	}
+	free_state(&st);
+	return rc;
+}

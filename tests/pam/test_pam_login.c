@@ -1,0 +1,685 @@
+/* The PAM module end to end under pam_wrapper against the fake Entra:
+ * return codes, what the person sees, the session environment and files,
+ * and the log reasons, one test per scenario. */
+#include "config.h"
+
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include <libpamtest.h>
+
+#include "pam_harness.h"
+
+#define ALICE "alice@contoso.com"
+#define ALICE_CLAIMS "{\"preferred_username\":\"alice@contoso.com\",\"name\":\"Alice Example\"," \
+	"\"oid\":\"0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9\"}"
+#define BOB_CLAIMS "{\"preferred_username\":\"bob@contoso.com\",\"oid\":\"1b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9\"}"
+#define ALICE_UID 1900000001
+
+/* Run auth + account + open_session (+ env, handle) with the person. */
+struct login_run {
+	struct pam_testcase cases[5];
+	size_t ncases;
+	enum pamtest_err err;
+	char **env;
+	pam_handle_t *ph;
+	const char *log;
+};
+
+static void reset_fake(void)
+{
+	assert_int_equal(fake_control("reset", "{}"), 0);
+	assert_int_equal(fake_control("configure", "{\"interval\":1}"), 0);
+}
+
+static void run_full(struct login_run *r, const char *service, const char *user,
+		     struct person *p)
+{
+	struct pam_testcase cases[] = {
+		pam_test(PAMTEST_AUTHENTICATE, PAM_SUCCESS),
+		pam_test(PAMTEST_ACCOUNT, PAM_SUCCESS),
+		pam_test(PAMTEST_OPEN_SESSION, PAM_SUCCESS),
+		pam_test(PAMTEST_GETENVLIST, PAM_SUCCESS),
+		pam_test(PAMTEST_KEEPHANDLE, PAM_SUCCESS),
+	};
+
+	memcpy(r->cases, cases, sizeof(cases));
+	r->ncases = 5;
+	log_capture_begin();
+	r->err = _pamtest_conv(service, user, person_conv, p, r->cases, r->ncases, NULL);
+	r->log = log_capture_end();
+	r->env = r->cases[3].case_out.envlist;
+	r->ph = r->cases[4].case_out.ph;
+	if (r->err != PAMTEST_ERR_OK)
+		fprintf(stderr, "# pamtest: %s; log:\n%s\n", pamtest_strerror(r->err), r->log);
+}
+
+/* Only authenticate, expecting rc; returns the captured log. */
+static const char *run_auth(const char *service, const char *user, struct person *p, int expected)
+{
+	struct pam_testcase cases[] = { pam_test(PAMTEST_AUTHENTICATE, expected) };
+	enum pamtest_err err;
+	const char *log;
+
+	log_capture_begin();
+	err = _pamtest_conv(service, user, person_conv, p, cases, 1, NULL);
+	log = log_capture_end();
+	if (err != PAMTEST_ERR_OK)
+		fprintf(stderr, "# authenticate returned %d, expected %d; log:\n%s\n",
+			cases[0].op_rv, expected, log);
+	assert_int_equal(err, PAMTEST_ERR_OK);
+	return log;
+}
+
+static void finish(struct login_run *r)
+{
+	if (r->env != NULL)
+		pamtest_free_env(r->env);
+	if (r->ph != NULL)
+		pam_end(r->ph, PAM_SUCCESS);
+}
+
+static void assert_contains(const char *haystack, const char *needle)
+{
+	if (haystack == NULL || strstr(haystack, needle) == NULL) {
+		fprintf(stderr, "# expected to find \"%s\" in:\n%s\n", needle, haystack ? haystack : "(null)");
+		fail();
+	}
+}
+
+static void assert_mode_owner(const char *path, mode_t mode, uid_t uid)
+{
+	struct stat st;
+
+	assert_int_equal(lstat(path, &st), 0);
+	assert_int_equal(st.st_mode & 07777, mode);
+	assert_int_equal(st.st_uid, uid);
+}
+
+static void test_login_opens_session(void **state)
+{
+	struct person p = { .action = PERSON_APPROVE, .claims_json = ALICE_CLAIMS };
+	struct login_run r = { 0 };
+	char host[256], path[600];
+	const char *dir, *file, *id;
+	struct stat st;
+
+	(void)state;
+	reset_fake();
+	run_full(&r, "entra", ALICE, &p);
+	assert_int_equal(r.err, PAMTEST_ERR_OK);
+
+	/* What the person saw: one prompt with everything in it. */
+	gethostname(host, sizeof(host));
+	assert_int_equal(p.prompts, 1);
+	assert_contains(p.prompt, ALICE);
+	assert_contains(p.prompt, host);
+	assert_contains(p.prompt, "https://microsoft.com/devicelogin");
+	assert_contains(p.prompt, p.user_code);
+	assert_true(strlen(p.user_code) >= 6);
+	assert_contains(p.prompt, "Press Enter");
+
+	/* The session contract. */
+	dir = env_get(r.env, "ENTRA_SESSION_DIR");
+	file = env_get(r.env, "ENTRA_TOKEN_FILE");
+	id = env_get(r.env, "ENTRA_SESSION_ID");
+	assert_non_null(dir);
+	assert_non_null(file);
+	assert_non_null(id);
+	assert_int_equal(strncmp(dir, H.run_dir, strlen(H.run_dir)), 0);
+	assert_string_equal(env_get(r.env, "AZURE_TENANT_ID"), H.tenant_id);
+	assert_string_equal(env_get(r.env, "ENTRA_UPN"), ALICE);
+	assert_string_equal(env_get(r.env, "ENTRA_OBJECT_ID"), "0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9");
+	assert_string_equal(env_get(r.env, "ENTRA_IDENTITY_KIND"), "user");
+	assert_true(strtoll(env_get(r.env, "ENTRA_TOKEN_EXPIRES_ON"), NULL, 10) > time(NULL) + 600);
+	assert_null(env_get(r.env, "ENTRA_ACCESS_TOKEN"));      /* only when export_token */
+	assert_null(env_get(r.env, "AZUREML_ARM_WORKSPACE_NAME")); /* no workspace configured */
+	assert_mode_owner(dir, 0700, ALICE_UID);
+	assert_mode_owner(file, 0600, ALICE_UID);
+	snprintf(path, sizeof(path), "%s/private/%s", H.run_dir, id);
+	assert_mode_owner(path, 0600, 0);
+	snprintf(path, sizeof(path), "%s/private", H.run_dir);
+	assert_mode_owner(path, 0700, 0);
+
+	/* close_session removes the directory and the refresh token. */
+	assert_int_equal(pam_close_session(r.ph, 0), PAM_SUCCESS);
+	assert_int_equal(stat(dir, &st), -1);
+	snprintf(path, sizeof(path), "%s/private/%s", H.run_dir, id);
+	assert_int_equal(stat(path, &st), -1);
+	finish(&r);
+}
+
+static void test_cold_then_warm_request_counts(void **state)
+{
+	struct person p = { .action = PERSON_APPROVE, .claims_json = ALICE_CLAIMS };
+	char cold_cache[400], service_args[500];
+
+	(void)state;
+	/* A cache of its own makes this login cold whatever ran before. */
+	snprintf(cold_cache, sizeof(cold_cache), "%s/cache-counts", H.dir);
+	snprintf(service_args, sizeof(service_args), "cache_dir=%s", cold_cache);
+	assert_int_equal(harness_service("entra-counts", service_args), 0);
+
+	reset_fake();
+	run_auth("entra-counts", ALICE, &p, PAM_SUCCESS);
+	assert_int_equal(fake_count("discovery"), 1);
+	assert_int_equal(fake_count("keys"), 1);
+	assert_int_equal(fake_count("devicecode"), 1);
+	assert_int_equal(fake_count("token"), 1);
+
+	reset_fake();
+	memset(&p, 0, sizeof(p));
+	p.action = PERSON_APPROVE;
+	p.claims_json = ALICE_CLAIMS;
+	run_auth("entra-counts", ALICE, &p, PAM_SUCCESS);
+	assert_int_equal(fake_count("discovery"), 0);
+	assert_int_equal(fake_count("keys"), 0);
+	assert_int_equal(fake_count("devicecode"), 1);
+	assert_int_equal(fake_count("token"), 1);
+}
+
+static void test_devicecode_request_form(void **state)
+{
+	struct person p = { .action = PERSON_APPROVE, .claims_json = ALICE_CLAIMS };
+	struct json_object *form, *v;
+
+	(void)state;
+	reset_fake();
+	run_auth("entra", ALICE, &p, PAM_SUCCESS);
+	form = fake_last_form("devicecode");
+	assert_non_null(form);
+	assert_true(json_object_object_get_ex(form, "scope", &v));
+	assert_string_equal(json_object_get_string(v),
+			    "https://management.azure.com/.default openid profile offline_access");
+	assert_true(json_object_object_get_ex(form, "client_id", &v));
+	assert_string_equal(json_object_get_string(v), "4f6c3f2e-0d5a-4a3e-9a54-1c2b3d4e5f60");
+	json_object_put(form);
+	form = fake_last_form("token");
+	assert_non_null(form);
+	assert_true(json_object_object_get_ex(form, "grant_type", &v));
+	assert_string_equal(json_object_get_string(v), "urn:ietf:params:oauth:grant-type:device_code");
+	json_object_put(form);
+}
+
+static void test_pending_then_approved(void **state)
+{
+	struct person p = { .action = PERSON_APPROVE, .claims_json = ALICE_CLAIMS };
+
+	(void)state;
+	reset_fake();
+	assert_int_equal(fake_control("configure", "{\"pending_after_approve\":2}"), 0);
+	run_auth("entra", ALICE, &p, PAM_SUCCESS);
+	assert_int_equal(fake_count("token"), 3);
+}
+
+static void test_slow_down_then_approved(void **state)
+{
+	struct person p = { .action = PERSON_APPROVE, .claims_json = ALICE_CLAIMS };
+	time_t start = time(NULL);
+
+	(void)state;
+	reset_fake();
+	assert_int_equal(fake_control("configure", "{\"slow_down\":1}"), 0);
+	run_auth("entra", ALICE, &p, PAM_SUCCESS);
+	assert_int_equal(fake_count("token"), 2);
+	/* After slow_down the interval grew from 1 s to 6 s. */
+	assert_true(time(NULL) - start >= 5);
+}
+
+static void test_declined(void **state)
+{
+	struct person p = { .action = PERSON_DECLINE };
+	const char *log;
+
+	(void)state;
+	reset_fake();
+	log = run_auth("entra", ALICE, &p, PAM_AUTH_ERR);
+	assert_contains(log, "authorization_declined");
+	assert_true(strlen(p.errors) > 0);
+}
+
+static void test_never_approved_times_out(void **state)
+{
+	struct person p = { .action = PERSON_IGNORE };
+	struct pam_testcase cases[] = { pam_test(PAMTEST_AUTHENTICATE, PAM_SUCCESS) };
+	time_t start;
+
+	(void)state;
+	reset_fake();
+	assert_int_equal(fake_control("configure", "{\"expires_in\":3}"), 0);
+	start = time(NULL);
+	log_capture_begin();
+	_pamtest_conv("entra", ALICE, person_conv, &p, cases, 1, NULL);
+	log_capture_end();
+	assert_true(cases[0].op_rv == PAM_AUTHINFO_UNAVAIL || cases[0].op_rv == PAM_AUTH_ERR);
+	assert_true(time(NULL) - start <= 8);
+	assert_true(strlen(p.errors) > 0);
+}
+
+static void test_aadsts_errors(void **state)
+{
+	static const struct { int code; const char *phrase; } table[] = {
+		{ 50005, "conditional access" }, { 50020, "" }, { 50076, "" }, { 50079, "aka.ms/mfasetup" },
+		{ 50105, "" }, { 50126, "" }, { 50158, "" }, { 53000, "" }, { 53001, "" },
+		{ 53002, "" }, { 53003, "" }, { 65001, "" }, { 700016, "" }, { 7000218, "" },
+	};
+	char body[256], code[32];
+	const char *log;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
+		struct person p = { .action = PERSON_APPROVE, .claims_json = ALICE_CLAIMS };
+
+		reset_fake();
+		snprintf(body, sizeof(body), "{\"token_error\":{\"aadsts\":%d}}", table[i].code);
+		assert_int_equal(fake_control("configure", body), 0);
+		log = run_auth("entra", ALICE, &p, PAM_AUTH_ERR);
+		snprintf(code, sizeof(code), "%d", table[i].code);
+		assert_contains(log, code);
+		assert_contains(log, "trace_id=");
+		assert_contains(log, "correlation_id=");
+		assert_true(strlen(p.errors) > 20);
+		if (table[i].phrase[0] != '\0')
+			assert_contains(p.errors, table[i].phrase);
+		/* The raw description never reaches the person or the log. */
+		assert_null(strstr(log, "Trace ID:"));
+	}
+}
+
+static void test_devicecode_rejected_public_client(void **state)
+{
+	struct person p = { .action = PERSON_APPROVE, .claims_json = ALICE_CLAIMS };
+
+	(void)state;
+	reset_fake();
+	assert_int_equal(fake_control("configure", "{\"devicecode_error\":{\"aadsts\":7000218}}"), 0);
+	run_auth("entra", ALICE, &p, PAM_AUTH_ERR);
+	assert_int_equal(p.prompts, 0);
+	assert_int_equal(fake_count("token"), 0);
+	assert_contains(p.errors, "public client");
+}
+
+static void expect_token_rejected(const char *configure, const char *log_phrase)
+{
+	struct person p = { .action = PERSON_APPROVE, .claims_json = ALICE_CLAIMS };
+	const char *log;
+
+	reset_fake();
+	assert_int_equal(fake_control("configure", configure), 0);
+	log = run_auth("entra", ALICE, &p, PAM_AUTH_ERR);
+	assert_contains(log, log_phrase);
+}
+
+static void test_wrong_signature(void **state)
+{
+	(void)state;
+	expect_token_rejected("{\"sign\":\"wrong_key\"}", "signature");
+}
+
+static void test_alg_none(void **state)
+{
+	(void)state;
+	expect_token_rejected("{\"sign\":\"none\"}", "id_token");
+}
+
+static void test_wrong_issuer(void **state)
+{
+	(void)state;
+	expect_token_rejected("{\"id_token\":{\"set\":{\"iss\":\"https://evil.example/v2.0\"}}}", "issuer");
+}
+
+static void test_wrong_audience(void **state)
+{
+	(void)state;
+	expect_token_rejected("{\"id_token\":{\"set\":{\"aud\":\"00000000-0000-0000-0000-000000000001\"}}}", "aud");
+}
+
+static void test_wrong_tenant(void **state)
+{
+	(void)state;
+	expect_token_rejected("{\"id_token\":{\"set\":{\"tid\":\"00000000-0000-0000-0000-000000000002\"}}}", "t");
+}
+
+static void test_expired_id_token(void **state)
+{
+	(void)state;
+	expect_token_rejected("{\"id_token\":{\"exp_offset\":-3600}}", "exp");
+}
+
+static void test_missing_oid(void **state)
+{
+	(void)state;
+	expect_token_rejected("{\"id_token\":{\"drop\":[\"oid\"]}}", "oid");
+}
+
+static void test_rotated_keys_refetched(void **state)
+{
+	struct person p = { .action = PERSON_APPROVE, .claims_json = ALICE_CLAIMS };
+
+	(void)state;
+	reset_fake();
+	run_auth("entra", ALICE, &p, PAM_SUCCESS); /* cache warm with the old key */
+	reset_fake();
+	assert_int_equal(fake_control("rotate_keys", "{\"keep_old\":false}"), 0);
+	memset(&p, 0, sizeof(p));
+	p.action = PERSON_APPROVE;
+	p.claims_json = ALICE_CLAIMS;
+	run_auth("entra", ALICE, &p, PAM_SUCCESS);
+	assert_int_equal(fake_count("keys"), 1);
+	fake_control("reset", "{}"); /* back to the initial key for the next tests */
+}
+
+static void test_server_error_on_devicecode(void **state)
+{
+	struct person p = { .action = PERSON_APPROVE, .claims_json = ALICE_CLAIMS };
+
+	(void)state;
+	reset_fake();
+	assert_int_equal(fake_control("configure", "{\"fail\":{\"devicecode\":500}}"), 0);
+	run_auth("entra", ALICE, &p, PAM_AUTHINFO_UNAVAIL);
+	assert_int_equal(p.prompts, 0);
+	assert_true(strlen(p.errors) > 0);
+}
+
+static void test_malformed_discovery_cold(void **state)
+{
+	struct person p = { .action = PERSON_APPROVE, .claims_json = ALICE_CLAIMS };
+	char args[500];
+
+	(void)state;
+	snprintf(args, sizeof(args), "cache_dir=%s/cache-malformed", H.dir);
+	assert_int_equal(harness_service("entra-malformed", args), 0);
+	reset_fake();
+	assert_int_equal(fake_control("configure", "{\"malformed\":[\"discovery\"]}"), 0);
+	run_auth("entra-malformed", ALICE, &p, PAM_AUTHINFO_UNAVAIL);
+	assert_int_equal(fake_count("devicecode"), 0);
+}
+
+static void test_slow_idp_bounded(void **state)
+{
+	struct person p = { .action = PERSON_APPROVE, .claims_json = ALICE_CLAIMS };
+	time_t start;
+
+	(void)state;
+	assert_int_equal(harness_service("entra-slow", "login_timeout=10"), 0);
+	reset_fake();
+	assert_int_equal(fake_control("configure", "{\"delay\":{\"token\":30}}"), 0);
+	start = time(NULL);
+	run_auth("entra-slow", ALICE, &p, PAM_AUTHINFO_UNAVAIL);
+	/* login_timeout bounds the whole login, whatever the IdP does. */
+	assert_true(time(NULL) - start <= 12);
+	fake_control("reset", "{}");
+}
+
+static void test_wrong_person(void **state)
+{
+	struct person p = { .action = PERSON_APPROVE, .claims_json = BOB_CLAIMS };
+	const char *log;
+
+	(void)state;
+	reset_fake();
+	log = run_auth("entra", ALICE, &p, PAM_AUTH_ERR);
+	assert_contains(log, "bob@contoso.com");
+	assert_contains(p.errors, "bob@contoso.com");
+}
+
+static void test_accounts_not_ours(void **state)
+{
+	static const struct { const char *user; int rc; } table[] = {
+		{ "root", PAM_IGNORE },
+		{ "breakglass", PAM_IGNORE },
+		{ "nobody", PAM_USER_UNKNOWN },
+		{ "eve@evil.example", PAM_USER_UNKNOWN },
+		{ "../../etc/passwd", PAM_USER_UNKNOWN },
+		{ "alice@contoso.com\nroot", PAM_USER_UNKNOWN },
+	};
+
+	(void)state;
+	reset_fake();
+	for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
+		struct person p = { .action = PERSON_APPROVE, .claims_json = ALICE_CLAIMS };
+		run_auth("entra", table[i].user, &p, table[i].rc);
+		assert_int_equal(p.prompts, 0);
+	}
+	/* No name that is not ours ever starts a device flow. */
+	assert_int_equal(fake_count("devicecode"), 0);
+	assert_int_equal(fake_count("discovery"), 0);
+}
+
+static void test_no_conversation(void **state)
+{
+	struct person p = { .action = PERSON_HANG_UP };
+
+	(void)state;
+	reset_fake();
+	run_auth("entra", ALICE, &p, PAM_CONV_ERR);
+	assert_int_equal(fake_count("token"), 0);
+}
+
+static void expect_account(const char *service, const char *claims, int expected_account,
+			   const char *log_phrase)
+{
+	struct person p = { .action = PERSON_APPROVE, .claims_json = claims };
+	struct pam_testcase cases[] = {
+		pam_test(PAMTEST_AUTHENTICATE, PAM_SUCCESS),
+		pam_test(PAMTEST_ACCOUNT, expected_account),
+	};
+	enum pamtest_err err;
+	const char *log;
+
+	reset_fake();
+	log_capture_begin();
+	err = _pamtest_conv(service, ALICE, person_conv, &p, cases, 2, NULL);
+	log = log_capture_end();
+	if (err != PAMTEST_ERR_OK)
+		fprintf(stderr, "# auth %d account %d; log:\n%s\n", cases[0].op_rv, cases[1].op_rv, log);
+	assert_int_equal(err, PAMTEST_ERR_OK);
+	assert_contains(log, log_phrase);
+}
+
+#define GROUP_OK "5a5a5a5a-1111-2222-3333-444444444444"
+
+static void test_allow_groups(void **state)
+{
+	(void)state;
+	assert_int_equal(harness_service("entra-groups", "allow_groups=" GROUP_OK), 0);
+	expect_account("entra-groups",
+		       "{\"preferred_username\":\"alice@contoso.com\",\"groups\":[\"" GROUP_OK "\"]}",
+		       PAM_SUCCESS, GROUP_OK);
+	expect_account("entra-groups",
+		       "{\"preferred_username\":\"alice@contoso.com\",\"groups\":[\"6b6b6b6b-1111-2222-3333-444444444444\"]}",
+		       PAM_PERM_DENIED, "denied");
+	expect_account("entra-groups",
+		       "{\"preferred_username\":\"alice@contoso.com\",\"_claim_names\":{\"groups\":\"src1\"},"
+		       "\"_claim_sources\":{\"src1\":{\"endpoint\":\"https://graph.microsoft.com/v1.0/users/x/getMemberObjects\"}}}",
+		       PAM_PERM_DENIED, "overage");
+}
+
+static void test_allow_roles_and_users(void **state)
+{
+	(void)state;
+	assert_int_equal(harness_service("entra-roles", "allow_roles=Login.Node"), 0);
+	expect_account("entra-roles", "{\"preferred_username\":\"alice@contoso.com\",\"roles\":[\"Login.Node\"]}",
+		       PAM_SUCCESS, "Login.Node");
+	expect_account("entra-roles", "{\"preferred_username\":\"alice@contoso.com\",\"roles\":[\"Reader\"]}",
+		       PAM_PERM_DENIED, "denied");
+	assert_int_equal(harness_service("entra-users", "allow_users=carol@contoso.com"), 0);
+	expect_account("entra-users", ALICE_CLAIMS, PAM_PERM_DENIED, "denied");
+}
+
+static void test_workspace_and_exported_token(void **state)
+{
+	struct person p = { .action = PERSON_APPROVE, .claims_json = ALICE_CLAIMS };
+	struct login_run r = { 0 };
+	char path[600], conf[400];
+	FILE *f;
+	char text[1024] = "";
+
+	(void)state;
+	snprintf(conf, sizeof(conf), "%s/workspace.conf", H.dir);
+	assert_int_equal(harness_write_config(conf,
+		"subscription_id = 11111111-2222-3333-4444-555555555555\n"
+		"resource_group = rg-ml\nworkspace_name = ws-vision\nexport_token = yes\n"), 0);
+	snprintf(path, sizeof(path), "%s/entra-ws", H.service_dir);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fprintf(f, "auth required %s/pam_module/.libs/pam_entra.so conf=%s\n"
+		   "account required %s/pam_module/.libs/pam_entra.so conf=%s\n"
+		   "session required %s/pam_module/.libs/pam_entra.so conf=%s\n",
+		TEST_BUILDDIR, conf, TEST_BUILDDIR, conf, TEST_BUILDDIR, conf);
+	fclose(f);
+
+	reset_fake();
+	run_full(&r, "entra-ws", ALICE, &p);
+	assert_int_equal(r.err, PAMTEST_ERR_OK);
+	assert_string_equal(env_get(r.env, "AZUREML_ARM_SUBSCRIPTION"), "11111111-2222-3333-4444-555555555555");
+	assert_string_equal(env_get(r.env, "AZUREML_ARM_RESOURCEGROUP"), "rg-ml");
+	assert_string_equal(env_get(r.env, "AZUREML_ARM_WORKSPACE_NAME"), "ws-vision");
+	assert_non_null(env_get(r.env, "ENTRA_ACCESS_TOKEN"));
+	snprintf(path, sizeof(path), "%s/config.json", env_get(r.env, "ENTRA_SESSION_DIR"));
+	assert_mode_owner(path, 0600, ALICE_UID);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	assert_true(fread(text, 1, sizeof(text) - 1, f) > 0);
+	fclose(f);
+	assert_contains(text, "\"workspace_name\"");
+	assert_contains(text, "ws-vision");
+	assert_contains(text, "rg-ml");
+	assert_int_equal(pam_close_session(r.ph, 0), PAM_SUCCESS);
+	finish(&r);
+}
+
+static void test_bad_module_argument(void **state)
+{
+	struct person p = { .action = PERSON_APPROVE, .claims_json = ALICE_CLAIMS };
+	const char *log;
+
+	(void)state;
+	assert_int_equal(harness_service("entra-badarg", "no_such_option=1"), 0);
+	log = run_auth("entra-badarg", ALICE, &p, PAM_SERVICE_ERR);
+	assert_contains(log, "no_such_option");
+}
+
+static void test_insecure_config_refused(void **state)
+{
+	struct person p = { .action = PERSON_APPROVE, .claims_json = ALICE_CLAIMS };
+
+	(void)state;
+	if (geteuid() != 0)
+		skip();
+	assert_int_equal(chmod(H.conf, 0666), 0);
+	run_auth("entra", ALICE, &p, PAM_SERVICE_ERR);
+	assert_int_equal(chmod(H.conf, 0644), 0);
+	assert_int_equal(chown(H.conf, 65534, 65534), 0);
+	run_auth("entra", ALICE, &p, PAM_SERVICE_ERR);
+	assert_int_equal(chown(H.conf, 0, 0), 0);
+	run_auth("entra", "root", &p, PAM_IGNORE);
+}
+
+static void test_setcred_and_chauthtok(void **state)
+{
+	struct person p = { .action = PERSON_APPROVE, .claims_json = ALICE_CLAIMS };
+	struct pam_testcase cases[] = {
+		pam_test(PAMTEST_SETCRED, PAM_SUCCESS),
+		pam_test(PAMTEST_CHAUTHTOK, PAM_AUTHTOK_ERR),
+	};
+	struct pam_testcase local[] = { pam_test(PAMTEST_CHAUTHTOK, PAM_IGNORE) };
+
+	(void)state;
+	log_capture_begin();
+	assert_int_equal(_pamtest_conv("entra", ALICE, person_conv, &p, cases, 2, NULL), PAMTEST_ERR_OK);
+	log_capture_end();
+	assert_contains(p.errors, "Entra");
+	log_capture_begin();
+	/* pam_chauthtok maps PAM_IGNORE from every module to a failure. */
+	local[0].expected_rv = PAM_AUTHTOK_ERR;
+	_pamtest_conv("entra", "root", person_conv, &p, local, 1, NULL);
+	log_capture_end();
+	assert_true(local[0].op_rv != PAM_SUCCESS);
+}
+
+static void test_session_without_entra_login(void **state)
+{
+	struct person p = { .action = PERSON_APPROVE, .claims_json = ALICE_CLAIMS };
+	struct pam_testcase cases[] = { pam_test(PAMTEST_OPEN_SESSION, PAM_SUCCESS) };
+
+	(void)state;
+	/* The module never opens a session it did not authenticate: it
+	 * answers PAM_IGNORE, which the stack turns into a failure when it
+	 * is the only session module. */
+	log_capture_begin();
+	_pamtest_conv("entra", ALICE, person_conv, &p, cases, 1, NULL);
+	log_capture_end();
+	assert_int_not_equal(cases[0].op_rv, PAM_SUCCESS);
+	assert_int_equal(p.prompts, 0);
+}
+
+static int group_setup(void **state)
+{
+	(void)state;
+	return harness_start() == 0 ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	harness_stop();
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_login_opens_session),
+		cmocka_unit_test(test_cold_then_warm_request_counts),
+		cmocka_unit_test(test_devicecode_request_form),
+		cmocka_unit_test(test_pending_then_approved),
+		cmocka_unit_test(test_slow_down_then_approved),
+		cmocka_unit_test(test_declined),
+		cmocka_unit_test(test_never_approved_times_out),
+		cmocka_unit_test(test_aadsts_errors),
+		cmocka_unit_test(test_devicecode_rejected_public_client),
+		cmocka_unit_test(test_wrong_signature),
+		cmocka_unit_test(test_alg_none),
+		cmocka_unit_test(test_wrong_issuer),
+		cmocka_unit_test(test_wrong_audience),
+		cmocka_unit_test(test_wrong_tenant),
+		cmocka_unit_test(test_expired_id_token),
+		cmocka_unit_test(test_missing_oid),
+		cmocka_unit_test(test_rotated_keys_refetched),
+		cmocka_unit_test(test_server_error_on_devicecode),
+		cmocka_unit_test(test_malformed_discovery_cold),
+		cmocka_unit_test(test_slow_idp_bounded),
+		cmocka_unit_test(test_wrong_person),
+		cmocka_unit_test(test_accounts_not_ours),
+		cmocka_unit_test(test_no_conversation),
+		cmocka_unit_test(test_allow_groups),
+		cmocka_unit_test(test_allow_roles_and_users),
+		cmocka_unit_test(test_workspace_and_exported_token),
+		cmocka_unit_test(test_bad_module_argument),
+		cmocka_unit_test(test_insecure_config_refused),
+		cmocka_unit_test(test_setcred_and_chauthtok),
+		cmocka_unit_test(test_session_without_entra_login),
+	};
+
+	/* pam_wrapper and nss_wrapper must be preloaded: re-exec once. */
+	if (getenv("PAM_WRAPPER") == NULL) {
+		setenv("PAM_WRAPPER", "1", 1);
+		setenv("PAM_WRAPPER_DEBUGLEVEL", "2", 1);
+		setenv("LD_PRELOAD", "libpam_wrapper.so libnss_wrapper.so", 1);
+		setenv("ASAN_OPTIONS", "verify_asan_link_order=0", 0);
+		execv("/proc/self/exe", argv);
+		perror("execv");
+		return 1;
+	}
+	(void)argc;
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
