@@ -710,8 +710,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         st = self.server.state
         auth = self.query.get("authorization_endpoint", "")
         u = urllib.parse.urlsplit(auth)
-        host = "127.0.0.1:%d" % st.https_port
-        if u.netloc.lower() not in (host, "localhost:%d" % st.https_port):
+        # MSAL Python sends the authority's host name without its port.
+        if (u.hostname or "").lower() not in ("127.0.0.1", "localhost") or u.port not in (None, st.https_port):
             self.json_reply({"error": "invalid_instance",
                              "error_description": "AADSTS50049: Unknown or invalid instance.\r\nTrace ID: %s\r\n"
                                                   "Correlation ID: %s\r\nTimestamp: %s" % (
@@ -721,9 +721,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                              "error_uri": st.authority + "/error?code=50049"}, 400)
         parts = [x for x in u.path.split("/") if x]
         tenant = parts[0] if parts else "common"
+        host = "%s:%d" % (u.hostname.lower(), st.https_port)
         self.json_reply({"tenant_discovery_endpoint": "https://%s/%s/v2.0/.well-known/openid-configuration" % (
-            u.netloc, tenant), "api-version": "1.1", "metadata": [
-            {"preferred_network": u.netloc, "preferred_cache": u.netloc, "aliases": [u.netloc]}]})
+            host, tenant), "api-version": "1.1", "metadata": [
+            {"preferred_network": host, "preferred_cache": host, "aliases": [host]}]})
 
     def error(self, code=None, error=None, status=400, suberror=None, claims=None, text=None,
               codes=None, **fill):
