@@ -133,6 +133,21 @@ int harness_service(const char *name, const char *args)
 	return write_text(path, text, 0644);
 }
 
+int harness_stack_service(const char *name)
+{
+	char path[400], text[4096], module[400];
+
+	snprintf(module, sizeof(module), "%s/pam_module/.libs/pam_entra.so", builddir());
+	snprintf(path, sizeof(path), "%s/%s", H.service_dir, name);
+	snprintf(text, sizeof(text),
+		 "auth [success=done ignore=ignore user_unknown=ignore default=die] %s conf=%s\n"
+		 "auth required pam_permit.so\n"
+		 "account [success=ok ignore=ignore user_unknown=ignore default=bad] %s conf=%s\n"
+		 "account required pam_permit.so\n",
+		 module, H.conf, module, H.conf);
+	return write_text(path, text, 0644);
+}
+
 int harness_start(void)
 {
 	char path[400], passwd[1024];

@@ -48,6 +48,9 @@ void harness_stop(void);
 /* Write a PAM service file `name` whose module lines carry args. */
 int harness_service(const char *name, const char *args);
 
+/* A production-like stack: pam_entra, then pam_permit standing for pam_unix. */
+int harness_stack_service(const char *name);
+
 /* Write a config file at path: the default config plus extra lines. */
 int harness_write_config(const char *path, const char *extra);
 

@@ -23,6 +23,7 @@
 	"\"oid\":\"0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9\"}"
 #define BOB_CLAIMS "{\"preferred_username\":\"bob@contoso.com\",\"oid\":\"1b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9\"}"
 #define ALICE_UID 1900000001
+#define GROUP_OK "5a5a5a5a-1111-2222-3333-444444444444"
 
 /* Run auth + account + open_session (+ env, handle) with the person. */
 struct login_run {
@@ -160,14 +161,9 @@ static void test_login_opens_session(void **state)
 static void test_cold_then_warm_request_counts(void **state)
 {
 	struct person p = { .action = PERSON_APPROVE, .claims_json = ALICE_CLAIMS };
-	char cold_cache[400], service_args[500];
 
 	(void)state;
-	/* A cache of its own makes this login cold whatever ran before. */
-	snprintf(cold_cache, sizeof(cold_cache), "%s/cache-counts", H.dir);
-	snprintf(service_args, sizeof(service_args), "cache_dir=%s", cold_cache);
-	assert_int_equal(harness_service("entra-counts", service_args), 0);
-
+	/* entra-counts has a cache of its own: this login is cold whatever ran before. */
 	reset_fake();
 	run_auth("entra-counts", ALICE, &p, PAM_SUCCESS);
 	assert_int_equal(fake_count("discovery"), 1);
@@ -366,14 +362,24 @@ static void test_rotated_keys_refetched(void **state)
 
 	(void)state;
 	reset_fake();
-	run_auth("entra", ALICE, &p, PAM_SUCCESS); /* cache warm with the old key */
+	/* entra-rotate has a cache of its own, so that the rotated key does
+	 * not stay in the cache the other tests use. */
+	run_auth("entra-rotate", ALICE, &p, PAM_SUCCESS); /* cache warm with the old key */
 	reset_fake();
 	assert_int_equal(fake_control("rotate_keys", "{\"keep_old\":false}"), 0);
 	memset(&p, 0, sizeof(p));
 	p.action = PERSON_APPROVE;
 	p.claims_json = ALICE_CLAIMS;
-	run_auth("entra", ALICE, &p, PAM_SUCCESS);
+	run_auth("entra-rotate", ALICE, &p, PAM_SUCCESS);
 	assert_int_equal(fake_count("keys"), 1);
+	/* A second rotation within 5 minutes is not refetched: refused. */
+	reset_fake();
+	assert_int_equal(fake_control("rotate_keys", "{\"keep_old\":false}"), 0);
+	memset(&p, 0, sizeof(p));
+	p.action = PERSON_APPROVE;
+	p.claims_json = ALICE_CLAIMS;
+	run_auth("entra-rotate", ALICE, &p, PAM_AUTH_ERR);
+	assert_int_equal(fake_count("keys"), 0);
 	fake_control("reset", "{}"); /* back to the initial key for the next tests */
 }
 
@@ -395,8 +401,6 @@ static void test_malformed_discovery_cold(void **state)
 	char args[500];
 
 	(void)state;
-	snprintf(args, sizeof(args), "cache_dir=%s/cache-malformed", H.dir);
-	assert_int_equal(harness_service("entra-malformed", args), 0);
 	reset_fake();
 	assert_int_equal(fake_control("configure", "{\"malformed\":[\"discovery\"]}"), 0);
 	run_auth("entra-malformed", ALICE, &p, PAM_AUTHINFO_UNAVAIL);
@@ -409,7 +413,6 @@ static void test_slow_idp_bounded(void **state)
 	time_t start;
 
 	(void)state;
-	assert_int_equal(harness_service("entra-slow", "login_timeout=10"), 0);
 	reset_fake();
 	assert_int_equal(fake_control("configure", "{\"delay\":{\"token\":30}}"), 0);
 	start = time(NULL);
@@ -433,20 +436,25 @@ static void test_wrong_person(void **state)
 
 static void test_accounts_not_ours(void **state)
 {
-	static const struct { const char *user; int rc; } table[] = {
-		{ "root", PAM_IGNORE },
-		{ "breakglass", PAM_IGNORE },
+	/* In a stack of pam_entra alone, libpam turns PAM_IGNORE into
+	 * PAM_PERM_DENIED; in entra-stack (pam_entra, then pam_permit standing
+	 * for pam_unix) every such name falls through to the next module. */
+	static const struct { const char *user; int alone; } table[] = {
+		{ "root", PAM_PERM_DENIED },
+		{ "breakglass", PAM_PERM_DENIED },
 		{ "nobody", PAM_USER_UNKNOWN },
 		{ "eve@evil.example", PAM_USER_UNKNOWN },
 		{ "../../etc/passwd", PAM_USER_UNKNOWN },
 		{ "alice@contoso.com\nroot", PAM_USER_UNKNOWN },
+		{ "alice@contoso.com/../x", PAM_USER_UNKNOWN },
 	};
 
 	(void)state;
 	reset_fake();
 	for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
 		struct person p = { .action = PERSON_APPROVE, .claims_json = ALICE_CLAIMS };
-		run_auth("entra", table[i].user, &p, table[i].rc);
+		run_auth("entra", table[i].user, &p, table[i].alone);
+		run_auth("entra-stack", table[i].user, &p, PAM_SUCCESS);
 		assert_int_equal(p.prompts, 0);
 	}
 	/* No name that is not ours ever starts a device flow. */
@@ -485,12 +493,9 @@ static void expect_account(const char *service, const char *claims, int expected
 	assert_contains(log, log_phrase);
 }
 
-#define GROUP_OK "5a5a5a5a-1111-2222-3333-444444444444"
-
 static void test_allow_groups(void **state)
 {
 	(void)state;
-	assert_int_equal(harness_service("entra-groups", "allow_groups=" GROUP_OK), 0);
 	expect_account("entra-groups",
 		       "{\"preferred_username\":\"alice@contoso.com\",\"groups\":[\"" GROUP_OK "\"]}",
 		       PAM_SUCCESS, GROUP_OK);
@@ -506,12 +511,10 @@ static void test_allow_groups(void **state)
 static void test_allow_roles_and_users(void **state)
 {
 	(void)state;
-	assert_int_equal(harness_service("entra-roles", "allow_roles=Login.Node"), 0);
 	expect_account("entra-roles", "{\"preferred_username\":\"alice@contoso.com\",\"roles\":[\"Login.Node\"]}",
 		       PAM_SUCCESS, "Login.Node");
 	expect_account("entra-roles", "{\"preferred_username\":\"alice@contoso.com\",\"roles\":[\"Reader\"]}",
 		       PAM_PERM_DENIED, "denied");
-	assert_int_equal(harness_service("entra-users", "allow_users=carol@contoso.com"), 0);
 	expect_account("entra-users", ALICE_CLAIMS, PAM_PERM_DENIED, "denied");
 }
 
@@ -519,24 +522,11 @@ static void test_workspace_and_exported_token(void **state)
 {
 	struct person p = { .action = PERSON_APPROVE, .claims_json = ALICE_CLAIMS };
 	struct login_run r = { 0 };
-	char path[600], conf[400];
+	char path[600];
 	FILE *f;
 	char text[1024] = "";
 
 	(void)state;
-	snprintf(conf, sizeof(conf), "%s/workspace.conf", H.dir);
-	assert_int_equal(harness_write_config(conf,
-		"subscription_id = 11111111-2222-3333-4444-555555555555\n"
-		"resource_group = rg-ml\nworkspace_name = ws-vision\nexport_token = yes\n"), 0);
-	snprintf(path, sizeof(path), "%s/entra-ws", H.service_dir);
-	f = fopen(path, "w");
-	assert_non_null(f);
-	fprintf(f, "auth required %s/pam_module/.libs/pam_entra.so conf=%s\n"
-		   "account required %s/pam_module/.libs/pam_entra.so conf=%s\n"
-		   "session required %s/pam_module/.libs/pam_entra.so conf=%s\n",
-		TEST_BUILDDIR, conf, TEST_BUILDDIR, conf, TEST_BUILDDIR, conf);
-	fclose(f);
-
 	reset_fake();
 	run_full(&r, "entra-ws", ALICE, &p);
 	assert_int_equal(r.err, PAMTEST_ERR_OK);
@@ -563,7 +553,6 @@ static void test_bad_module_argument(void **state)
 	const char *log;
 
 	(void)state;
-	assert_int_equal(harness_service("entra-badarg", "no_such_option=1"), 0);
 	log = run_auth("entra-badarg", ALICE, &p, PAM_SERVICE_ERR);
 	assert_contains(log, "no_such_option");
 }
@@ -581,7 +570,7 @@ static void test_insecure_config_refused(void **state)
 	assert_int_equal(chown(H.conf, 65534, 65534), 0);
 	run_auth("entra", ALICE, &p, PAM_SERVICE_ERR);
 	assert_int_equal(chown(H.conf, 0, 0), 0);
-	run_auth("entra", "root", &p, PAM_IGNORE);
+	run_auth("entra-stack", "root", &p, PAM_SUCCESS);
 }
 
 static void test_setcred_and_chauthtok(void **state)
@@ -622,10 +611,40 @@ static void test_session_without_entra_login(void **state)
 	assert_int_equal(p.prompts, 0);
 }
 
+/* pam_wrapper copies the service files once, at the first pam_start:
+ * every service the tests use is written here. */
+static int write_services(void)
+{
+	char args[600], conf[400];
+
+	snprintf(conf, sizeof(conf), "%s/workspace.conf", H.dir);
+	if (harness_write_config(conf,
+		"subscription_id = 11111111-2222-3333-4444-555555555555\n"
+		"resource_group = rg-ml\nworkspace_name = ws-vision\nexport_token = yes\n") < 0)
+		return -1;
+	snprintf(args, sizeof(args), "conf=%s", conf);
+	if (harness_service("entra-ws", args) < 0 ||
+	    harness_service("entra-slow", "login_timeout=10") < 0 ||
+	    harness_service("entra-groups", "allow_groups=" GROUP_OK) < 0 ||
+	    harness_service("entra-roles", "allow_roles=Login.Node") < 0 ||
+	    harness_service("entra-users", "allow_users=carol@contoso.com") < 0 ||
+	    harness_service("entra-badarg", "no_such_option=1") < 0 ||
+	    harness_stack_service("entra-stack") < 0)
+		return -1;
+	snprintf(args, sizeof(args), "cache_dir=%s/cache-counts", H.dir);
+	if (harness_service("entra-counts", args) < 0)
+		return -1;
+	snprintf(args, sizeof(args), "cache_dir=%s/cache-malformed", H.dir);
+	if (harness_service("entra-malformed", args) < 0)
+		return -1;
+	snprintf(args, sizeof(args), "cache_dir=%s/cache-rotate", H.dir);
+	return harness_service("entra-rotate", args);
+}
+
 static int group_setup(void **state)
 {
 	(void)state;
-	return harness_start() == 0 ? 0 : -1;
+	return harness_start() == 0 && write_services() == 0 ? 0 : -1;
 }
 
 static int group_teardown(void **state)
