@@ -398,7 +398,6 @@ static void test_server_error_on_devicecode(void **state)
 static void test_malformed_discovery_cold(void **state)
 {
 	struct person p = { .action = PERSON_APPROVE, .claims_json = ALICE_CLAIMS };
-	char args[500];
 
 	(void)state;
 	reset_fake();
