@@ -18,12 +18,22 @@ struct json_object *entra_json_parse(const char *text, size_t len);
 /* Same, requiring the top level to be an object. */
 struct json_object *entra_json_parse_object(const char *text, size_t len);
 
-/* The string member `key`, or NULL if absent or not a string. Borrowed. */
+/* Either of the above (want_object), with a short static description of
+ * what was wrong in *error ("duplicate key", "nested too deep", ...), for
+ * log lines. error may be NULL. Beyond RFC 8259 it also refuses lone
+ * surrogates, invalid UTF-8, an escaped NUL in a key, and integers that do
+ * not fit in 64 bits. */
+struct json_object *entra_json_parse_ex(const char *text, size_t len, bool want_object,
+					const char **error);
+
+/* The string member `key`, or NULL if absent or not a string. Borrowed.
+ * A string holding an escaped NUL (\u0000) counts as "not a string" here and
+ * in the getters below: as a C string it would read as a shorter value. */
 const char *entra_json_get_string(struct json_object *obj, const char *key);
 
 /* The integer member `key`, given as a JSON integer or as a string of
- * decimal digits (Entra and IMDS send both). 0, -ENOENT (absent),
- * -EINVAL (other type, garbage, overflow). */
+ * decimal digits only ([0-9]+, no sign: Entra and IMDS send both forms).
+ * 0, -ENOENT (absent), -EINVAL (other type, double, garbage, overflow). */
 int entra_json_get_int64(struct json_object *obj, const char *key, int64_t *out);
 
 /* The member `key` when it is an array of strings; NULL otherwise.
