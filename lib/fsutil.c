@@ -29,6 +29,19 @@ static bool component_ok(const char *name)
 	return strcmp(name, ".") != 0 && strcmp(name, "..") != 0;
 }
 
+/* open(O_DIRECTORY|O_NOFOLLOW) fails with ENOTDIR on a symlink: report
+ * the symlink as such (-ELOOP). */
+static int dir_open_error(int dirfd, const char *name)
+{
+	int err = errno;
+	struct stat st;
+
+	if (err == ENOTDIR && fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    S_ISLNK(st.st_mode))
+		return -ELOOP;
+	return -err;
+}
+
 static int close_keep_errno(int fd)
 {
 	int saved = errno;
@@ -93,7 +106,7 @@ int entra_dir_open_or_create_at(int dirfd, const char *name, mode_t mode, uid_t 
 		return -errno;
 	fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
-		return -errno; /* ELOOP: a symlink; ENOTDIR: something else */
+		return dir_open_error(dirfd, name);
 	if (fstat(fd, &st) != 0) {
 		rc = -errno;
 		goto fail;
@@ -153,7 +166,7 @@ int entra_dir_open_trusted(const char *path, uid_t uid)
 		return -EINVAL;
 	fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
-		return -errno;
+		return dir_open_error(AT_FDCWD, path);
 	if (fstat(fd, &st) != 0) {
 		rc = -errno;
 		goto fail;

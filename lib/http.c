@@ -17,6 +17,13 @@
 #define LOW_SPEED_TIME 30L
 #define MAX_WWW_AUTHENTICATE 8192
 #define MAX_URL_LEN 8192
+/* PACKAGE_VERSION comes from autoconf's config.h, which lib/config.h (the
+ * config unit) can shadow in lib/: degrade to the bare name then. */
+#ifdef PACKAGE_VERSION
+#define USER_AGENT "pam_entra/" PACKAGE_VERSION
+#else
+#define USER_AGENT "pam_entra"
+#endif
 
 struct entra_http {
 	CURL *curl;
@@ -390,7 +397,7 @@ static int setup_common(struct entra_http *http, const char *url, struct transfe
 	 * go through a proxy; other requests honour https_proxy/no_proxy. */
 	if (http->allow_plain_http)
 		SET(CURLOPT_NOPROXY, "*");
-	SET(CURLOPT_USERAGENT, PACKAGE_NAME "/" PACKAGE_VERSION);
+	SET(CURLOPT_USERAGENT, USER_AGENT);
 	SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)http->max_body);
 	SET(CURLOPT_WRITEFUNCTION, write_cb);
 	SET(CURLOPT_WRITEDATA, t);

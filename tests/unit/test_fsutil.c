@@ -22,7 +22,7 @@
 #define NOBODY 65534
 
 struct fixture {
-	char dir[PATH_MAX];
+	char dir[64];
 	int dirfd;
 };
 

@@ -80,7 +80,7 @@ static void serve_jwks(const char *kid)
  * a fresh, not yet existing cache directory. */
 static int setup(void **state)
 {
-	char dir[PATH_MAX];
+	char dir[64];
 
 	(void)state;
 	if (net_server_reset(&srv) != 0)
@@ -318,7 +318,7 @@ static void expect_load_fails(const char *discovery, const char *jwks)
 
 static void test_malformed_discovery(void **state)
 {
-	char doc[2048];
+	char doc[4096];
 
 	(void)state;
 	expect_load_fails("not json", NULL);
