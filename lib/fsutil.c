@@ -1,2 +1,437 @@
 #include "config.h"
 #include "fsutil.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+
+#define REMOVE_MAX_DEPTH 32
+#define TEMP_ATTEMPTS 16
+
+/* One path component: not empty, no '/', not "." or "..". */
+static bool component_ok(const char *name)
+{
+	size_t len;
+
+	if (name == NULL)
+		return false;
+	len = strnlen(name, NAME_MAX + 1);
+	if (len == 0 || len > NAME_MAX || strchr(name, '/') != NULL)
+		return false;
+	return strcmp(name, ".") != 0 && strcmp(name, "..") != 0;
+}
+
+/* open(O_DIRECTORY|O_NOFOLLOW) fails with ENOTDIR on a symlink: report
+ * the symlink as such (-ELOOP). */
+static int dir_open_error(int dirfd, const char *name)
+{
+	int err = errno;
+	struct stat st;
+
+	if (err == ENOTDIR && fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    S_ISLNK(st.st_mode))
+		return -ELOOP;
+	return -err;
+}
+
+static int close_keep_errno(int fd)
+{
+	int saved = errno;
+
+	if (fd >= 0)
+		close(fd);
+	errno = saved;
+	return 0;
+}
+
+/* Split an absolute path into an open parent directory and the last
+ * component. Components above the last one are system paths and may be
+ * symlinks (e.g. /var/run -> /run); only the last one is never followed. */
+static int open_parent(const char *path, char **last_out)
+{
+	char *copy, *slash, *last;
+	int fd;
+
+	if (path == NULL || path[0] != '/' || strnlen(path, PATH_MAX) >= PATH_MAX)
+		return -EINVAL;
+	copy = strdup(path);
+	if (copy == NULL)
+		return -ENOMEM;
+	/* Trailing slashes name the same directory. */
+	for (size_t len = strlen(copy); len > 1 && copy[len - 1] == '/'; len--)
+		copy[len - 1] = '\0';
+	slash = strrchr(copy, '/');
+	last = strdup(slash + 1);
+	if (last == NULL) {
+		free(copy);
+		return -ENOMEM;
+	}
+	if (slash == copy)
+		slash[1] = '\0';
+	else
+		*slash = '\0';
+	fd = open(copy, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		fd = -errno;
+		free(last);
+	} else {
+		*last_out = last;
+	}
+	free(copy);
+	return fd;
+}
+
+int entra_dir_open_or_create_at(int dirfd, const char *name, mode_t mode, uid_t uid, gid_t gid)
+{
+	struct stat st;
+	bool created = false;
+	int fd, rc;
+
+	if (!component_ok(name))
+		return -EINVAL;
+	mode &= 07777;
+	/* Created with no access for anyone else; owner and mode are set on
+	 * the opened fd below, so the path is never trusted twice. */
+	if (mkdirat(dirfd, name, 0700) == 0)
+		created = true;
+	else if (errno != EEXIST)
+		return -errno;
+	fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return dir_open_error(dirfd, name);
+	if (fstat(fd, &st) != 0) {
+		rc = -errno;
+		goto fail;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		rc = -ENOTDIR;
+		goto fail;
+	}
+	if (created) {
+		/* Someone may have swapped our new directory for theirs
+		 * between mkdirat and openat: it must still be ours. */
+		if (st.st_uid != geteuid() || (st.st_mode & 077) != 0) {
+			rc = -EPERM;
+			goto fail;
+		}
+		if (fchown(fd, uid, gid) != 0 || fchmod(fd, mode) != 0) {
+			rc = -errno;
+			unlinkat(dirfd, name, AT_REMOVEDIR);
+			goto fail;
+		}
+		return fd;
+	}
+	if (st.st_uid != uid) {
+		rc = -EPERM;
+		goto fail;
+	}
+	if ((st.st_mode & 07777 & ~mode) != 0) {
+		rc = -EACCES;
+		goto fail;
+	}
+	return fd;
+fail:
+	close(fd);
+	return rc;
+}
+
+int entra_dir_open_or_create(const char *path, mode_t mode, uid_t uid, gid_t gid)
+{
+	char *last = NULL;
+	int parent, fd;
+
+	parent = open_parent(path, &last);
+	if (parent < 0)
+		return parent;
+	fd = entra_dir_open_or_create_at(parent, last, mode, uid, gid);
+	free(last);
+	close(parent);
+	return fd;
+}
+
+int entra_dir_open_trusted(const char *path, uid_t uid)
+{
+	struct stat st;
+	int fd, rc;
+
+	if (path == NULL || *path == '\0')
+		return -EINVAL;
+	fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return dir_open_error(AT_FDCWD, path);
+	if (fstat(fd, &st) != 0) {
+		rc = -errno;
+		goto fail;
+	}
+	if (st.st_uid != uid) {
+		rc = -EPERM;
+		goto fail;
+	}
+	if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+		rc = -EACCES;
+		goto fail;
+	}
+	return fd;
+fail:
+	close(fd);
+	return rc;
+}
+
+static int write_all(int fd, const void *data, size_t len)
+{
+	const char *p = data;
+
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -EIO;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int make_temp(int dirfd, const char *name, char *tmp, size_t tmp_len)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char rnd[8];
+	char suffix[sizeof(rnd) * 2 + 1];
+	int fd;
+
+	for (int attempt = 0; attempt < TEMP_ATTEMPTS; attempt++) {
+		if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+			return errno ? -errno : -EIO;
+		for (size_t i = 0; i < sizeof(rnd); i++) {
+			suffix[2 * i] = hex[rnd[i] >> 4];
+			suffix[2 * i + 1] = hex[rnd[i] & 15];
+		}
+		suffix[sizeof(suffix) - 1] = '\0';
+		/* Keep the temp name within NAME_MAX however long name is. */
+		if ((size_t)snprintf(tmp, tmp_len, ".%.200s.%s.tmp", name, suffix) >= tmp_len)
+			return -ENAMETOOLONG;
+		fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd >= 0)
+			return fd;
+		if (errno != EEXIST)
+			return -errno;
+	}
+	return -EEXIST;
+}
+
+int entra_write_file_atomic(int dirfd, const char *name, const void *data, size_t len,
+			    mode_t mode, uid_t uid, gid_t gid)
+{
+	char tmp[NAME_MAX + 1];
+	int fd, rc;
+
+	if (!component_ok(name) || (data == NULL && len > 0))
+		return -EINVAL;
+	fd = make_temp(dirfd, name, tmp, sizeof(tmp));
+	if (fd < 0)
+		return fd;
+	/* Owner and mode before any byte of data lands in the file. */
+	if (fchown(fd, uid, gid) != 0 || fchmod(fd, mode & 07777) != 0) {
+		rc = -errno;
+		goto fail;
+	}
+	rc = write_all(fd, data, len);
+	if (rc < 0)
+		goto fail;
+	if (fsync(fd) != 0) {
+		rc = -errno;
+		goto fail;
+	}
+	if (close(fd) != 0) {
+		fd = -1;
+		rc = -errno;
+		goto fail;
+	}
+	fd = -1;
+	if (renameat(dirfd, tmp, dirfd, name) != 0) {
+		rc = -errno;
+		goto fail;
+	}
+	/* The rename is durable only once the directory is. */
+	if (fsync(dirfd) != 0 && errno != EINVAL)
+		return -errno;
+	return 0;
+fail:
+	close_keep_errno(fd);
+	unlinkat(dirfd, tmp, 0);
+	return rc;
+}
+
+int entra_read_file_trusted(int dirfd, const char *name, size_t max, uid_t owner,
+			    struct entra_buf *out)
+{
+	struct stat st;
+	char chunk[4096];
+	int fd, rc;
+
+	entra_buf_init(out, max);
+	if (!component_ok(name))
+		return -EINVAL;
+	/* O_NONBLOCK: a FIFO planted here must not hang us before the
+	 * S_ISREG check. */
+	fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) != 0) {
+		rc = -errno;
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		rc = -EINVAL;
+		goto out;
+	}
+	if (st.st_uid != owner) {
+		rc = -EPERM;
+		goto out;
+	}
+	if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+		rc = -EACCES;
+		goto out;
+	}
+	if (st.st_size < 0 || (uintmax_t)st.st_size > max) {
+		rc = -EFBIG;
+		goto out;
+	}
+	for (;;) {
+		ssize_t n = read(fd, chunk, sizeof(chunk));
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			rc = -errno;
+			goto out;
+		}
+		if (n == 0)
+			break;
+		rc = entra_buf_append(out, chunk, (size_t)n);
+		if (rc < 0) {
+			rc = rc == -E2BIG ? -EFBIG : rc; /* it grew while we read */
+			goto out;
+		}
+	}
+	if (out->data == NULL) {
+		rc = entra_buf_append(out, "", 0);
+		if (rc < 0)
+			goto out;
+	}
+	rc = 0;
+out:
+	explicit_bzero(chunk, sizeof(chunk));
+	close(fd);
+	if (rc < 0)
+		entra_buf_free(out);
+	return rc;
+}
+
+int entra_read_path_trusted(const char *path, size_t max, uid_t owner, struct entra_buf *out)
+{
+	struct stat st;
+	char *last = NULL;
+	int parent, rc;
+
+	entra_buf_init(out, max);
+	parent = open_parent(path, &last);
+	if (parent < 0)
+		return parent;
+	/* Whoever can replace the file can replace its contents: the
+	 * directory holding it must be root's or the owner's, and not
+	 * writable by others unless sticky (then only owners may rename). */
+	if (fstat(parent, &st) != 0) {
+		rc = -errno;
+		goto out;
+	}
+	if (st.st_uid != 0 && st.st_uid != owner) {
+		rc = -EPERM;
+		goto out;
+	}
+	if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0 && (st.st_mode & S_ISVTX) == 0) {
+		rc = -EACCES;
+		goto out;
+	}
+	rc = entra_read_file_trusted(parent, last, max, owner, out);
+out:
+	free(last);
+	close(parent);
+	return rc;
+}
+
+static int remove_at(int dirfd, const char *name, dev_t dev, int depth)
+{
+	struct stat st;
+	struct dirent *de;
+	DIR *dir;
+	int fd, rc = 0;
+
+	fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return 0;
+		if (errno != ENOTDIR && errno != ELOOP)
+			return -errno;
+		/* Not a directory (a symlink is removed, never followed). */
+		if (unlinkat(dirfd, name, 0) != 0 && errno != ENOENT)
+			return -errno;
+		return 0;
+	}
+	if (fstat(fd, &st) != 0) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	if (dev != 0 && st.st_dev != dev) {
+		close(fd); /* a mount point: never descend into another fs */
+		return -EXDEV;
+	}
+	if (depth >= REMOVE_MAX_DEPTH) {
+		close(fd);
+		return -ELOOP;
+	}
+	dir = fdopendir(fd);
+	if (dir == NULL) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	while ((errno = 0, de = readdir(dir)) != NULL) {
+		int r;
+
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		r = remove_at(fd, de->d_name, st.st_dev, depth + 1);
+		if (r < 0 && rc == 0)
+			rc = r;
+	}
+	if (errno != 0 && rc == 0)
+		rc = -errno;
+	closedir(dir);
+	if (rc < 0)
+		return rc;
+	if (unlinkat(dirfd, name, AT_REMOVEDIR) != 0 && errno != ENOENT)
+		return -errno;
+	return 0;
+}
+
+int entra_remove_tree_at(int dirfd, const char *name)
+{
+	if (!component_ok(name))
+		return -EINVAL;
+	return remove_at(dirfd, name, 0, 0);
+}

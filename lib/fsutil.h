@@ -12,7 +12,8 @@
 
 /* Create the directory if missing (parents must exist), with the given
  * owner and mode; if present, require a real directory (not a symlink)
- * owned by uid, with exactly that mode or stricter bits.
+ * owned by uid, with exactly that mode or stricter bits. path is absolute;
+ * only its last component is opened with O_NOFOLLOW.
  * Returns an open O_DIRECTORY|O_NOFOLLOW fd, or -errno
  * (-ELOOP symlink, -EPERM wrong owner, -EACCES mode too open, -ENOTDIR). */
 int entra_dir_open_or_create(const char *path, mode_t mode, uid_t uid, gid_t gid);
@@ -32,16 +33,23 @@ int entra_write_file_atomic(int dirfd, const char *name, const void *data, size_
 			    mode_t mode, uid_t uid, gid_t gid);
 
 /* Read dirfd/name (O_NOFOLLOW, a regular file, at most max bytes, owned by
- * owner, not writable by group or others) into out (initialised here).
- * 0, or -ENOENT, -ELOOP, -EPERM (owner), -EACCES (mode), -EFBIG (size). */
+ * owner, not writable by group or others) into out (initialised here;
+ * out->data is "" for an empty file). 0, or -ENOENT, -ELOOP, -EPERM
+ * (owner), -EACCES (mode), -EFBIG (size), -EINVAL (not a regular file, or
+ * name not a single path component). On failure out is empty. */
 int entra_read_file_trusted(int dirfd, const char *name, size_t max, uid_t owner,
 			    struct entra_buf *out);
 
-/* Same for an absolute path (used for the config file). */
+/* Same for an absolute path (used for the config file). The directory
+ * holding the file must also be owned by root or owner (-EPERM) and not
+ * writable by group/others unless sticky (-EACCES); directories above it
+ * are taken as trusted system paths (they may be symlinks). */
 int entra_read_path_trusted(const char *path, size_t max, uid_t owner, struct entra_buf *out);
 
-/* Remove dirfd/name and everything below it without following symlinks.
- * 0 (also when it did not exist) or -errno. */
+/* Remove dirfd/name and everything below it without following symlinks
+ * (a symlink is removed itself) and without crossing into another file
+ * system (-EXDEV, that part is left). name is one path component. 0 (also
+ * when it did not exist) or -errno; -ELOOP past 32 levels of nesting. */
 int entra_remove_tree_at(int dirfd, const char *name);
 
 #endif

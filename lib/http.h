@@ -3,7 +3,13 @@
  * managed-identity endpoint, redirects never followed, response size
  * capped, per-request timeout clipped to an overall deadline. One handle
  * is reused for the requests of one transaction; never share it between
- * threads. */
+ * threads.
+ *
+ * Proxies: https_proxy/no_proxy from the environment are honoured, except
+ * on a handle with allow_plain_http, which never uses a proxy (IMDS and
+ * the other managed-identity endpoints must be reached directly).
+ * libcurl is initialised once per process and never cleaned up (the PAM
+ * module lives in arbitrary host processes). User agent: pam_entra/VERSION. */
 #ifndef ENTRA_HTTP_H
 #define ENTRA_HTTP_H
 
@@ -18,7 +24,7 @@
 
 struct entra_http_options {
 	const char *ca_file;     /* NULL: system trust store */
-	long timeout_ms;         /* per request (connect included) */
+	long timeout_ms;         /* per request (connect included); <= 0: 30 s */
 	size_t max_body;         /* 0: ENTRA_HTTP_MAX_BODY */
 	bool allow_plain_http;   /* for IMDS/Arc/App Service endpoints only */
 };
@@ -27,8 +33,11 @@ struct entra_http_response {
 	long status;             /* HTTP status, 0 if none was received */
 	struct entra_buf body;
 	char content_type[128];  /* "" when absent; parameters stripped, lower case */
-	long retry_after;        /* seconds from Retry-After, -1 when absent */
-	char *www_authenticate;  /* first WWW-Authenticate header, or NULL */
+	long retry_after;        /* seconds from Retry-After (delta or HTTP-date, a
+				  * past date gives 0, capped at 7 days), -1 when
+				  * absent or unparsable */
+	char *www_authenticate;  /* first WWW-Authenticate header (dropped when
+				  * over 8 KiB), or NULL */
 };
 
 struct entra_http;
@@ -42,20 +51,28 @@ void entra_http_free(struct entra_http *http);
 void entra_http_set_deadline(struct entra_http *http, int64_t deadline_ms);
 int64_t entra_monotonic_ms(void);
 
-/* headers: NULL-terminated array of "Name: value" strings, or NULL.
- * 0 when a response was received (any status: check resp->status), or
- * -ETIMEDOUT, -ECONNREFUSED/-EHOSTUNREACH (connect), -EPROTO (TLS or
- * protocol error, including a redirect or a non-https URL), -E2BIG (body
- * over the cap), -EINVAL (bad URL), -ENOMEM. The reason is logged. resp is
- * initialised by these calls and must be freed with entra_http_response_free
- * whatever they return. */
+/* headers: NULL-terminated array of "Name: value" strings (no control
+ * characters), or NULL.
+ * 0 when a response was received (any status but 3xx: check resp->status),
+ * or -ETIMEDOUT (timeout, deadline, or a peer too slow), -ECONNREFUSED /
+ * -EHOSTUNREACH (connect; -EHOSTUNREACH also for a name that does not
+ * resolve), -ECONNRESET (connection reset or closed mid-response),
+ * -EPROTO (TLS failure such as an untrusted or wrong-name certificate,
+ * protocol error, a non-https URL, or a 3xx redirect: never followed;
+ * resp->status then holds the 3xx), -E2BIG (body over the cap), -EINVAL
+ * (bad URL or header), -ENOMEM. The reason is logged with the URL's host
+ * and path only (never its query string). On failure resp->body is empty.
+ * resp is initialised by these calls and must be freed with
+ * entra_http_response_free whatever they return; that wipes the body. */
 int entra_http_get(struct entra_http *http, const char *url, const char *const *headers,
 		   struct entra_http_response *resp);
 int entra_http_post_form(struct entra_http *http, const char *url, const char *form,
 			 const char *const *headers, struct entra_http_response *resp);
 void entra_http_response_free(struct entra_http_response *resp);
 
-/* Append "&key=value" (no '&' when form is empty), URL-encoding both. */
+/* Append "&key=value" (no '&' when form is empty), URL-encoding both
+ * (everything but RFC 3986 unreserved characters becomes %XX). 0, -EINVAL,
+ * -E2BIG (form cap), -ENOMEM; on failure the form is unchanged. */
 int entra_form_add(struct entra_buf *form, const char *key, const char *value);
 
 /* URL-encode one query value; malloc'd or NULL. */
