@@ -288,9 +288,10 @@ static bool error_name_ok(const char *s)
 
 const char *entra_oauth_error_message(const struct entra_oauth_error *err)
 {
-	/* Only the fallback is formatted; per thread so that concurrent PAM
-	 * transactions in one process do not share it. */
-	static _Thread_local char fallback[256];
+	/* Only texts naming an unknown code are formatted; per thread so that
+	 * concurrent PAM transactions in one process do not share them. */
+	static _Thread_local char formatted[512];
+	const char *text = NULL;
 	size_t i, j;
 
 	if (err == NULL)
@@ -301,20 +302,23 @@ const char *entra_oauth_error_message(const struct entra_oauth_error *err)
 				return code_messages[j].text;
 	for (j = 0; err->error != NULL && j < sizeof(error_messages) / sizeof(error_messages[0]); j++)
 		if (strcmp(error_messages[j].error, err->error) == 0)
-			return error_messages[j].text;
+			text = error_messages[j].text;
 	if (err->code_count > 0) {
-		snprintf(fallback, sizeof(fallback),
-			 "Sign-in failed with Entra error AADSTS%ld. Ask your administrator "
-			 "to look it up at https://login.microsoftonline.com/error?code=%ld.",
-			 err->codes[0], err->codes[0]);
-		return fallback;
+		/* A code we have no text for: name it, so the admin can look it up. */
+		snprintf(formatted, sizeof(formatted),
+			 "%s (Entra error AADSTS%ld: your administrator can look it up at "
+			 "https://login.microsoftonline.com/error?code=%ld)",
+			 text != NULL ? text : "Sign-in failed.", err->codes[0], err->codes[0]);
+		return formatted;
 	}
+	if (text != NULL)
+		return text;
 	if (error_name_ok(err->error)) {
-		snprintf(fallback, sizeof(fallback),
+		snprintf(formatted, sizeof(formatted),
 			 "Sign-in failed (error %s). Log in again; if it keeps failing, ask "
 			 "your administrator, giving the trace ID from the system log.",
 			 err->error);
-		return fallback;
+		return formatted;
 	}
 	return "Sign-in failed. Log in again; if it keeps failing, ask your administrator, "
 	       "giving the trace ID from the system log.";

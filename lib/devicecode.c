@@ -514,6 +514,10 @@ enum entra_device_result entra_device_flow_run(struct entra_http *http,
 
 	/* The code's lifetime runs from its issue, not from Enter. */
 	issued_ms = entra_monotonic_ms();
+	if (deadline_ms > 0 && issued_ms >= deadline_ms) {
+		entra_log(log, LOG_NOTICE, "device flow: login time limit reached before start");
+		return ENTRA_DEVICE_TIMED_OUT;
+	}
 	result = request_device_code(http, md, client_id, scope, claims, log, &da, err);
 	if (result != ENTRA_DEVICE_OK)
 		return result;

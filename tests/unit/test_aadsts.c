@@ -284,23 +284,30 @@ static void test_message_fallback(void **state)
 	const char *m;
 
 	(void)state;
+	/* A known error with an unknown code: the error's text, plus the code
+	 * and where to look it up. */
 	err.codes[0] = 9999999;
 	err.code_count = 1;
-	/* invalid_grant has its own text; an unknown error name with a code
-	 * names the code and where to look it up. */
-	err.error = (char *)"some_new_error";
 	m = entra_oauth_error_message(&err);
+	assert_contains(m, "rejected");
 	assert_contains(m, "AADSTS9999999");
 	assert_contains(m, "https://login.microsoftonline.com/error?code=9999999");
-
+	/* An unknown error with an unknown code. */
+	err.error = (char *)"some_new_error";
+	m = entra_oauth_error_message(&err);
+	assert_contains(m, "Sign-in failed");
+	assert_contains(m, "https://login.microsoftonline.com/error?code=9999999");
+	/* No code: the error name, when it is fit to show. */
 	err.code_count = 0;
 	m = entra_oauth_error_message(&err);
 	assert_contains(m, "some_new_error");
-	/* An error name with odd bytes is not echoed. */
+	assert_lacks(m, "AADSTS");
 	err.error = (char *)"evil\n\x1b[2Jname";
 	m = entra_oauth_error_message(&err);
 	assert_lacks(m, "evil");
 	assert_contains(m, "Sign-in failed");
+	err.error = NULL;
+	assert_contains(entra_oauth_error_message(&err), "Sign-in failed");
 	assert_non_null(entra_oauth_error_message(NULL));
 }
 

@@ -766,6 +766,13 @@ static void test_flow_deadline(void **state)
 	assert_null(err.error);
 	assert_null(tok.access_token);
 	assert_non_null(strstr(fake.log, "timed out"));
+
+	/* A deadline already past: not even a device code is requested. */
+	setup(NULL);
+	script(steps, MAX_STEPS);
+	assert_int_equal(run(START_MS, NULL, &tok, &err), ENTRA_DEVICE_TIMED_OUT);
+	assert_int_equal(fake.calls, 0);
+	assert_int_equal(fake.prompts, 0);
 }
 
 static void test_flow_code_expiry(void **state)
