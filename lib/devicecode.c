@@ -32,7 +32,8 @@
 #define DISPLAY_NAME_MAX 256
 
 /* A string member that must be safe when present; -EINVAL when present
- * with another type or unsafe. */
+ * with another type or unsafe. "" counts as absent (required members are
+ * checked by the caller). */
 static int get_safe_string(struct json_object *obj, const char *key, size_t max, char **out)
 {
 	struct json_object *v;
@@ -44,7 +45,9 @@ static int get_safe_string(struct json_object *obj, const char *key, size_t max,
 	if (!json_object_is_type(v, json_type_string))
 		return -EINVAL;
 	s = json_object_get_string(v);
-	if (s[0] == '\0' || !entra_value_is_safe(s, max))
+	if (s[0] == '\0')
+		return 0;
+	if (!entra_value_is_safe(s, max))
 		return -EINVAL;
 	*out = strdup(s);
 	return *out == NULL ? -ENOMEM : 0;

@@ -301,6 +301,14 @@ static void test_parse_variants(void **state)
 	assert_string_equal(da.verification_uri, "https://x.test/dl");
 	assert_string_equal(da.verification_uri_complete, "https://x.test/dl?code=U");
 	entra_device_authorization_free(&da);
+
+	/* Empty optional strings count as absent. */
+	assert_int_equal(parse(201, "{\"device_code\":\"d\",\"user_code\":\"U\","
+			       "\"verification_uri\":\"https://x.test/dl\",\"message\":\"\","
+			       "\"verification_uri_complete\":\"\"}", &da, &err), 0);
+	assert_null(da.message);
+	assert_null(da.verification_uri_complete);
+	entra_device_authorization_free(&da);
 }
 
 static void test_parse_error_body(void **state)
