@@ -359,7 +359,7 @@ static void line_token(struct line *l, const char *key, const char *value)
 
 	if (value == NULL || value[0] == '\0')
 		return;
-	for (n = 0; value[n] != '\0' && n < sizeof(tmp) - 1; n++) {
+	for (n = 0; n < sizeof(tmp) - 1 && value[n] != '\0'; n++) {
 		unsigned char c = (unsigned char)value[n];
 
 		tmp[n] = ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
@@ -428,7 +428,7 @@ static void line_description(struct line *l, const char *d)
 
 	if (d == NULL || d[0] == '\0')
 		return;
-	for (n = 0; d[n] != '\0' && d[n] != '\r' && d[n] != '\n' && n < sizeof(tmp) - 1; n++) {
+	for (n = 0; n < sizeof(tmp) - 1 && d[n] != '\0' && d[n] != '\r' && d[n] != '\n'; n++) {
 		unsigned char c = (unsigned char)d[n];
 
 		if (c < 0x20 || c >= 0x7f)

@@ -198,7 +198,7 @@ static void display_copy(char *dst, size_t size, const char *src, const char *df
 
 	if (src == NULL || src[0] == '\0')
 		src = dflt;
-	for (; src[n] != '\0' && n < size - 1; n++) {
+	for (; n < size - 1 && src[n] != '\0'; n++) {
 		unsigned char c = (unsigned char)src[n];
 
 		dst[n] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
