@@ -20,19 +20,28 @@ struct entra_oauth_error {
 
 /* Fill err from a JSON error body. 0 when the object carries "error"
  * (a string), -ENOENT when it does not, -EINVAL when "error" has the wrong
- * type. Fields not present stay NULL. */
+ * type (or body is not an object), -ENOMEM. Fields not present (or not
+ * strings) stay NULL; each is cut to 4 KiB. codes come from error_codes
+ * (integers, or digit strings), else from the first "AADSTSnnnn" in the
+ * description. err is zeroed first, so it can always be freed. */
 int entra_oauth_error_parse(struct json_object *body, struct entra_oauth_error *err);
 void entra_oauth_error_free(struct entra_oauth_error *err);
 
 /* A sentence for the person at the terminal, saying what happened and
- * what to do next, chosen by AADSTS code first, then by error. Static
- * storage; never NULL. */
+ * what to do next, chosen by AADSTS code first, then by error. Never NULL.
+ * Usually static text; when it must name a code it has no text for (with
+ * the https://login.microsoftonline.com/error?code=N lookup), it lives in
+ * a per-thread buffer valid until the next call in the same thread. */
 const char *entra_oauth_error_message(const struct entra_oauth_error *err);
 
-/* A precise single-line reason for syslog: error, codes, suberror,
- * trace_id, correlation_id, and policy ids from a capolids claims
- * challenge. No description text beyond its first line (it can echo
- * input). */
+/* A precise single-line reason for syslog:
+ *   error=invalid_grant codes=53003 suberror=message_only trace_id=<guid>
+ *   correlation_id=<guid> capolids=<guid>,<guid> description="<first line>"
+ * error/suberror limited to [A-Za-z0-9_.:-] (else '?') and 64 bytes; ids
+ * shown only when they are GUIDs; capolids from the claims challenge
+ * (access_token.capolids.values); description: its first line, printable
+ * ASCII, 160 bytes at most (it can echo input). Always NUL-terminated,
+ * truncated to len. */
 void entra_oauth_error_log_reason(const struct entra_oauth_error *err, char *out, size_t len);
 
 #endif

@@ -28,8 +28,11 @@ struct entra_device_authorization {
 };
 
 /* 0 ok; -EPROTO: an error body (err filled) whatever the status;
- * -EINVAL: malformed (missing device_code, user_code or verification_uri,
- * non-https verification URI, values with control characters). */
+ * -EINVAL: malformed (not JSON, a non-2xx without error, missing
+ * device_code, user_code or verification_uri, a non-https verification
+ * URI or verification_uri_complete, values with control characters or
+ * too long: user_code 64, URIs 2048, message 4096; interval outside
+ * 1..300 s, expires_in outside 1..86400 s). */
 int entra_device_authorization_parse(long status, const char *body, size_t len,
 				     struct entra_device_authorization *out,
 				     struct entra_oauth_error *err);
@@ -39,7 +42,7 @@ void entra_device_authorization_free(struct entra_device_authorization *da);
 struct entra_device_poll {
 	int64_t interval_ms;
 	int64_t expires_at_ms;  /* from expires_in */
-	int64_t deadline_ms;    /* the module's own limit (login_timeout) */
+	int64_t deadline_ms;    /* the module's own limit (login_timeout); 0: none */
 	int64_t next_poll_ms;
 	unsigned polls;
 };
@@ -53,8 +56,11 @@ enum entra_poll_next {
 void entra_device_poll_init(struct entra_device_poll *poll,
 			    const struct entra_device_authorization *da,
 			    int64_t now_ms, int64_t deadline_ms);
-/* After a poll answered with err: authorization_pending -> wait interval;
- * slow_down -> interval += 5 s for good, wait; anything else final. */
+/* init: the first poll is due at now_ms (no wait before it).
+ * After a poll answered with err: authorization_pending -> wait interval;
+ * slow_down -> interval += 5 s for good, wait; anything else final.
+ * TIMED_OUT when the next poll would be at or after expires_at_ms or
+ * deadline_ms. */
 enum entra_poll_next entra_device_poll_after_error(struct entra_device_poll *poll,
 						   const struct entra_oauth_error *err,
 						   int64_t now_ms);
@@ -87,7 +93,16 @@ enum entra_device_result {
 
 /* Request a device code (scope, optional claims JSON), prompt, and poll
  * from the moment Enter is pressed (the first poll goes out at once).
- * host_name/account only feed the prompt. */
+ * host_name/account only feed the prompt. deadline_ms (monotonic, 0: none)
+ * is also set on http. The code's lifetime counts from its issue. A poll
+ * failing transiently (connection error, timeout, 5xx or 429 without an
+ * OAuth body; Retry-After honoured up to 60 s) is retried at the next
+ * interval, up to 3 in a row, then UNAVAILABLE; a TLS/protocol failure or
+ * a malformed answer is UNAVAILABLE at once. An error body from
+ * /devicecode is IDP_ERROR. out is filled only on OK (the caller validates
+ * the id_token), err only on IDP_ERROR. Each poll is logged at debug, the
+ * outcome at notice/err with entra_oauth_error_log_reason; never the
+ * device code, user code or tokens. */
 enum entra_device_result entra_device_flow_run(struct entra_http *http,
 					       const struct entra_oidc_metadata *md,
 					       const char *client_id, const char *scope,

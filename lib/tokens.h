@@ -26,7 +26,15 @@ enum entra_token_result {
 };
 
 /* Classify and parse one token endpoint response. Every body is checked
- * for "error" first, whatever the status. */
+ * for "error" first, whatever the status. A 2xx needs access_token and
+ * token_type "Bearer" (any case); refresh_token, id_token, scope are
+ * optional ("" counts as absent). Lifetime: expires_on (epoch seconds, int
+ * or string, or the legacy "MM/DD/YYYY HH:MM:SS +00:00") when present,
+ * else now + expires_in (int or string), else now + 3600 (expires_in is
+ * only RECOMMENDED by RFC 6749). A lifetime <= 0 or over a year, a token
+ * with control characters, or a field of the wrong type is MALFORMED.
+ * out and err are zeroed first; out is filled only on OK, err only on
+ * ERROR. */
 enum entra_token_result entra_token_response_parse(long status, const char *body, size_t len,
 						   time_t now, struct entra_token_response *out,
 						   struct entra_oauth_error *err);
@@ -34,8 +42,8 @@ enum entra_token_result entra_token_response_parse(long status, const char *body
 void entra_token_response_free(struct entra_token_response *tok);
 
 /* grant_type=refresh_token for scope (space-separated), optional claims
- * JSON. Transport failures return ENTRA_TOKEN_MALFORMED with the reason
- * logged. */
+ * JSON, client_info=1. Transport failures return ENTRA_TOKEN_MALFORMED
+ * (the http layer logs the reason). */
 enum entra_token_result entra_token_refresh(struct entra_http *http, const char *token_endpoint,
 					   const char *client_id, const char *refresh_token,
 					   const char *scope, const char *claims, time_t now,
