@@ -9,7 +9,12 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "buf.h"
+
 #define ENTRA_DEFAULT_CONFIG SYSCONFDIR "/security/pam_entra.conf"
+#define ENTRA_CONFIG_MAX_FILE (64 * 1024) /* bytes in the config file */
+#define ENTRA_CONFIG_MAX_LINE 4096        /* bytes in one line, without the newline */
+#define ENTRA_MAP_MAX_FILE (1024 * 1024)  /* bytes in the map file */
 
 struct entra_strlist {
 	char **items;
@@ -87,6 +92,11 @@ struct entra_config {
 	bool export_token;      /* put the raw access token in ENTRA_ACCESS_TOKEN, default false */
 	bool qr_code;           /* show a QR code of the verification URL, default true */
 	bool debug;
+
+	/* Not a key: whether admin files named by this configuration (the
+	 * map file) must be root-owned and not group/other-writable. Set by
+	 * entra_config_load from its check_owner argument; true by default. */
+	bool check_owner;
 };
 
 /* Defaults filled in; NULL on allocation failure. */
@@ -111,6 +121,13 @@ int entra_config_apply_arg(struct entra_config *cfg, const char *arg, char *err,
 /* Cross-key checks after everything is set: required keys present,
  * workspace all-or-none, uid ranges sane, mapping needs. */
 int entra_config_validate(const struct entra_config *cfg, char *err, size_t errlen);
+
+/* Read an admin file (the config file, the map file): O_NOFOLLOW, a
+ * regular file, at most max bytes; when check_owner, owned by root and
+ * not writable by group or others. out is initialised here. 0, or
+ * -ENOENT, -ELOOP (symlink), -EINVAL (not a regular file), -EPERM (not
+ * owned by root), -EACCES (group/other-writable or unreadable), -EFBIG. */
+int entra_config_read_file(const char *path, size_t max, bool check_owner, struct entra_buf *out);
 
 /* Does the list contain s (ASCII case-insensitive)? */
 bool entra_strlist_contains(const struct entra_strlist *list, const char *s);
