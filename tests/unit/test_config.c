@@ -5,6 +5,7 @@
 #include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -128,34 +129,39 @@ static void test_defaults(void **state)
 	entra_config_free(NULL);
 }
 
+/* One valid value for every key: every field of struct entra_config that
+ * is a key. */
+static const struct {
+const char *key, *value;
+} all[] = {
+	{ "tenant", TENANT }, { "client_id", CLIENT },
+	{ "authority", "https://login.example.net" }, { "ca_file", "/etc/ssl/ca.pem" },
+	{ "resource", "api://x/.default" }, { "identity_claim", "oid" },
+	{ "username_claim", "upn" }, { "http_timeout", "5" }, { "login_timeout", "60" },
+	{ "clock_skew", "30" }, { "subscription_id", TENANT }, { "resource_group", "rg" },
+	{ "workspace_name", "ws1" }, { "user_mapping", "localpart" },
+	{ "allowed_domains", "contoso.com" }, { "map_file", "/etc/map" },
+	{ "local_users", "ubuntu" }, { "allow_users", "a@contoso.com" },
+	{ "allow_groups", TENANT }, { "allow_roles", "Login" }, { "admin_groups", TENANT },
+	{ "admin_roles", "Admin" }, { "cache_dir", "/c" }, { "run_dir", "/r" },
+	{ "db_dir", "/d" }, { "uid_min", "70000" }, { "uid_max", "80000" },
+	{ "admin_group", "wheel2" }, { "admin_gid", "69999" }, { "home_template", "/h/%u" },
+	{ "shell", "/bin/sh" }, { "create_home", "no" }, { "msi_source", "imds" },
+	{ "imds_endpoint", "http://127.0.0.1:8080" }, { "service_accounts", "svc" },
+	{ "service_uids", "5000-5999" }, { "service_resource", "https://storage.azure.com/" },
+	{ "service_client_id", CLIENT }, { "service_identities", "svc:" CLIENT },
+	{ "export_token", "yes" }, { "qr_code", "off" }, { "debug", "on" },
+};
+
+#define NALL (sizeof(all) / sizeof(all[0]))
+
 /* Every field of struct entra_config that is a key has a table row. */
 static void test_every_key_has_a_row(void **state)
 {
-	static const struct {
-		const char *key, *value;
-	} all[] = {
-		{ "tenant", TENANT }, { "client_id", CLIENT },
-		{ "authority", "https://login.example.net" }, { "ca_file", "/etc/ssl/ca.pem" },
-		{ "resource", "api://x/.default" }, { "identity_claim", "oid" },
-		{ "username_claim", "upn" }, { "http_timeout", "5" }, { "login_timeout", "60" },
-		{ "clock_skew", "30" }, { "subscription_id", TENANT }, { "resource_group", "rg" },
-		{ "workspace_name", "ws1" }, { "user_mapping", "localpart" },
-		{ "allowed_domains", "contoso.com" }, { "map_file", "/etc/map" },
-		{ "local_users", "ubuntu" }, { "allow_users", "a@contoso.com" },
-		{ "allow_groups", TENANT }, { "allow_roles", "Login" }, { "admin_groups", TENANT },
-		{ "admin_roles", "Admin" }, { "cache_dir", "/c" }, { "run_dir", "/r" },
-		{ "db_dir", "/d" }, { "uid_min", "70000" }, { "uid_max", "80000" },
-		{ "admin_group", "wheel2" }, { "admin_gid", "69999" }, { "home_template", "/h/%u" },
-		{ "shell", "/bin/sh" }, { "create_home", "no" }, { "msi_source", "imds" },
-		{ "imds_endpoint", "http://127.0.0.1:8080" }, { "service_accounts", "svc" },
-		{ "service_uids", "5000-5999" }, { "service_resource", "https://storage.azure.com/" },
-		{ "service_client_id", CLIENT }, { "service_identities", "svc:" CLIENT },
-		{ "export_token", "yes" }, { "qr_code", "off" }, { "debug", "on" },
-	};
 	struct entra_config *cfg = entra_config_new();
 	char err[256];
 
-	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+	for (size_t i = 0; i < NALL; i++)
 		set_ok(cfg, all[i].key, all[i].value);
 	if (entra_config_validate(cfg, err, sizeof(err)) != 0)
 		fail_msg("%s", err);
@@ -609,6 +615,83 @@ static void test_validation(void **state)
 	}
 }
 
+static char *slurp(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char *data;
+	long n;
+
+	if (f == NULL)
+		fail_msg("%s: %s", path, strerror(errno));
+	assert_int_equal(fseek(f, 0, SEEK_END), 0);
+	n = ftell(f);
+	assert_true(n > 0);
+	rewind(f);
+	data = calloc(1, (size_t)n + 1);
+	assert_non_null(data);
+	assert_int_equal(fread(data, 1, (size_t)n, f), (size_t)n);
+	fclose(f);
+	return data;
+}
+
+/* Records a documented key; fails on a name the parser does not know. */
+static void documented(bool *seen, const char *name, size_t len, const char *where)
+{
+	for (size_t i = 0; i < NALL; i++) {
+		if (strlen(all[i].key) == len && strncmp(all[i].key, name, len) == 0) {
+			seen[i] = true;
+			return;
+		}
+	}
+	fail_msg("%s documents unknown key '%.*s'", where, (int)len, name);
+}
+
+/* The example file parses and validates, and it and the man page each
+ * document every key. */
+static void test_docs_cover_every_key(void **state)
+{
+	bool seen[NALL];
+	struct entra_config *cfg = entra_config_new();
+	char err[512];
+	char *text, *line;
+
+	assert_int_equal(entra_config_load(cfg, TEST_SRCDIR "/conf/pam_entra.conf", false, err,
+					   sizeof(err)),
+			 0);
+	if (entra_config_validate(cfg, err, sizeof(err)) != 0)
+		fail_msg("example: %s", err);
+	entra_config_free(cfg);
+
+	memset(seen, 0, sizeof(seen));
+	text = slurp(TEST_SRCDIR "/conf/pam_entra.conf");
+	for (line = text; line != NULL; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+		const char *p = line[0] == '#' ? line + 1 : line;
+		size_t len = strspn(p, "abcdefghijklmnopqrstuvwxyz_");
+
+		if (len > 0 && strncmp(p + len, " =", 2) == 0)
+			documented(seen, p, len, "pam_entra.conf");
+	}
+	free(text);
+	for (size_t i = 0; i < NALL; i++)
+		if (!seen[i])
+			fail_msg("conf/pam_entra.conf does not document '%s'", all[i].key);
+
+	memset(seen, 0, sizeof(seen));
+	text = slurp(TEST_SRCDIR "/man/pam_entra.conf.5");
+	for (line = strstr(text, "\n.TP\n.BR "); line != NULL;
+	     line = strstr(line + 1, "\n.TP\n.BR ")) {
+		const char *p = line + 9;
+		size_t len = strspn(p, "abcdefghijklmnopqrstuvwxyz_");
+
+		if (len > 0 && p[len] == ' ')
+			documented(seen, p, len, "pam_entra.conf.5");
+	}
+	free(text);
+	for (size_t i = 0; i < NALL; i++)
+		if (!seen[i])
+			fail_msg("man/pam_entra.conf.5 does not document '%s'", all[i].key);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -621,6 +704,7 @@ int main(void)
 		cmocka_unit_test(test_file_errors),
 		cmocka_unit_test(test_file_permissions),
 		cmocka_unit_test(test_validation),
+		cmocka_unit_test(test_docs_cover_every_key),
 	};
 
 	return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
