@@ -110,7 +110,9 @@ int entra_config_set(struct entra_config *cfg, const char *key, const char *valu
 
 /* Read a config file. When check_owner, the file must be a regular file
  * (not a symlink) owned by root and not writable by group or others.
- * Errors name the line: "pam_entra.conf:12: unknown key 'tenat'". */
+ * Errors name the line: "pam_entra.conf:12: unknown key 'tenat'". A key
+ * given twice in the file is an error. On error cfg may hold part of the
+ * file: discard it. Sets cfg->check_owner. */
 int entra_config_load(struct entra_config *cfg, const char *path, bool check_owner,
 		      char *err, size_t errlen);
 

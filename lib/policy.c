@@ -347,8 +347,11 @@ enum entra_account_kind entra_classify_account(const struct entra_config *cfg, c
 	if (entra_strlist_contains(&cfg->local_users, user))
 		return ENTRA_ACCOUNT_NOT_OURS;
 
-	if (entra_strlist_contains(&cfg->service_accounts, user))
-		return ENTRA_ACCOUNT_SERVICE;
+	/* Exact names here: a service account receives the node's identity,
+	 * so "SVC-Train" must not pass for "svc-train". */
+	for (size_t j = 0; j < cfg->service_accounts.count; j++)
+		if (strcmp(cfg->service_accounts.items[j], user) == 0)
+			return ENTRA_ACCOUNT_SERVICE;
 	for (size_t i = 0; user_groups != NULL && user_groups[i] != NULL; i++) {
 		for (size_t j = 0; j < cfg->service_accounts.count; j++) {
 			const char *e = cfg->service_accounts.items[j];

@@ -320,6 +320,8 @@ static void test_classify(void **state)
 	/* Service accounts: by name, by group, by uid. */
 	assert_int_equal(entra_classify_account(cfg, "svc-train", 1001, NULL),
 			 ENTRA_ACCOUNT_SERVICE);
+	assert_int_equal(entra_classify_account(cfg, "SVC-train", 1001, NULL),
+			 ENTRA_ACCOUNT_NOT_OURS);
 	assert_int_equal(entra_classify_account(cfg, "jobs", 1002, svc_groups),
 			 ENTRA_ACCOUNT_SERVICE);
 	assert_int_equal(entra_classify_account(cfg, "jobs", 1002, plain_groups),
@@ -403,7 +405,8 @@ static void test_map_file_permissions(void **state)
 	char link[PATH_MAX];
 
 	if (geteuid() != 0) {
-		skip(); /* needs root: root-owned and nobody-owned files */
+		print_message("# skipped: needs root to chown files to another user\n");
+		skip();
 		return;
 	}
 	cfg = new_cfg();
