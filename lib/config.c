@@ -561,7 +561,7 @@ int entra_config_load(struct entra_config *cfg, const char *path, bool check_own
 	rc = entra_config_read_file(path, ENTRA_CONFIG_MAX_FILE, check_owner, &buf);
 	if (rc < 0) {
 		if (rc == -EFBIG)
-			set_err(err, errlen, "%s: larger than %d bytes", path,
+			set_err(err, errlen, "%s: larger than %zu bytes", path,
 				ENTRA_CONFIG_MAX_FILE);
 		else
 			set_err(err, errlen, "%s: %s", path, read_error_hint(rc));
