@@ -713,7 +713,11 @@ static bool home_template_ok(const char *t)
 {
 	bool has_user = false;
 
-	if (t[0] != '/' || strstr(t, "/../") != NULL || strstr(t, "/./") != NULL)
+	size_t len = strlen(t);
+
+	if (t[0] != '/' || strstr(t, "/../") != NULL || strstr(t, "/./") != NULL ||
+	    (len >= 3 && strcmp(t + len - 3, "/..") == 0) ||
+	    (len >= 2 && strcmp(t + len - 2, "/.") == 0))
 		return false;
 	for (const char *p = t; *p != '\0'; p++) {
 		if (*p != '%')
