@@ -12,9 +12,9 @@
 #include "buf.h"
 
 #define ENTRA_DEFAULT_CONFIG SYSCONFDIR "/security/pam_entra.conf"
-#define ENTRA_CONFIG_MAX_FILE (64 * 1024) /* bytes in the config file */
+#define ENTRA_CONFIG_MAX_FILE ((size_t)64 * 1024) /* bytes in the config file */
 #define ENTRA_CONFIG_MAX_LINE 4096        /* bytes in one line, without the newline */
-#define ENTRA_MAP_MAX_FILE (1024 * 1024)  /* bytes in the map file */
+#define ENTRA_MAP_MAX_FILE ((size_t)1024 * 1024) /* bytes in the map file */
 
 struct entra_strlist {
 	char **items;
