@@ -92,6 +92,7 @@ static const struct key_def keys[] = {
 	STR(service_resource),
 	STR(service_client_id),
 	LIST(service_identities),
+	BOOL(service_token_required),
 	BOOL(export_token),
 	BOOL(qr_code),
 	BOOL(debug),

@@ -87,6 +87,7 @@ struct entra_config {
 	char *service_resource; /* default = resource */
 	char *service_client_id;/* user-assigned identity for all services; NULL = system-assigned */
 	struct entra_strlist service_identities; /* "account:client-id" pairs */
+	bool service_token_required; /* no token -> no session; default false: open without one, logged */
 
 	/* session */
 	bool export_token;      /* put the raw access token in ENTRA_ACCESS_TOKEN, default false */

@@ -23,7 +23,10 @@
 #include "buf.h"
 #include "config.h"
 #include "log.h"
+#include "http.h"
+#include "jwt.h"
 #include "login.h"
+#include "msi.h"
 #include "names.h"
 #include "policy.h"
 #include "session.h"
@@ -165,10 +168,9 @@ static enum entra_account_kind classify(const struct entra_config *cfg, const ch
 	char buf[4096];
 	long uid = -1;
 
-	/* A service account may be named by uid range: look the uid up, but
-	 * only for local accounts the system already knows. */
-	if (cfg->service_uid_max > 0 && getpwnam_r(user, &pw, buf, sizeof(buf), &found) == 0 &&
-	    found != NULL)
+	/* The uid decides for service_uids, and an existing account outside
+	 * the Entra uid range (sshd, ubuntu, ...) is never an Entra account. */
+	if (getpwnam_r(user, &pw, buf, sizeof(buf), &found) == 0 && found != NULL)
 		uid = (long)found->pw_uid;
 	return entra_classify_account(cfg, user, uid, NULL);
 }
@@ -313,6 +315,135 @@ static int put_env(pam_handle_t *pamh, const struct entra_session_env *env)
 	return PAM_SUCCESS;
 }
 
+/* The user-assigned identity of a service account: its own entry in
+ * service_identities ("account:client-id"), else service_client_id, else
+ * NULL (system-assigned). */
+static const char *service_client_id(const struct entra_config *cfg, const char *user)
+{
+	size_t len = strlen(user);
+
+	for (size_t i = 0; i < cfg->service_identities.count; i++) {
+		const char *entry = cfg->service_identities.items[i];
+		if (strncmp(entry, user, len) == 0 && entry[len] == ':')
+			return entry + len + 1;
+	}
+	return cfg->service_client_id;
+}
+
+/* A string claim of a managed-identity token, for the session's
+ * description only (the token is the endpoint's, not ours to verify). */
+static char *unverified_claim(const char *token, const char *name)
+{
+	struct json_object *claims = entra_jwt_decode_unverified(token), *v;
+	char *out = NULL;
+
+	if (claims == NULL)
+		return NULL;
+	if (json_object_object_get_ex(claims, name, &v) && json_object_is_type(v, json_type_string) &&
+	    entra_value_is_safe(json_object_get_string(v), 128))
+		out = strdup(json_object_get_string(v));
+	json_object_put(claims);
+	return out;
+}
+
+/* open_session for a local service account: a managed-identity token from
+ * the shared cache (or the endpoint), placed per the session contract. */
+static int open_service_session(pam_handle_t *pamh, const struct module_state *st, const char *user)
+{
+	struct entra_http_options http_opt = {
+		.ca_file = st->cfg->ca_file,
+		.timeout_ms = (long)st->cfg->http_timeout * 1000,
+		.allow_plain_http = true,
+	};
+	struct entra_session_env env = { NULL, 0 };
+	struct entra_msi_token tok;
+	struct entra_session_request req;
+	struct session_data *sd = NULL;
+	struct entra_http *http = NULL;
+	char **pam_env = NULL, *tenant = NULL, *object_id = NULL;
+	const char *resource = st->cfg->service_resource ? st->cfg->service_resource : st->cfg->resource;
+	bool required = st->cfg->service_token_required;
+	uid_t uid;
+	gid_t gid;
+	int rc = required ? PAM_SESSION_ERR : PAM_IGNORE;
+
+	memset(&tok, 0, sizeof(tok));
+	if (lookup_account(user, &uid, &gid) < 0) {
+		entra_log(&st->log, LOG_ERR, "service session for %s: no such local account", user);
+		return PAM_SESSION_ERR;
+	}
+	/* The managed-identity variables come from the PAM environment
+	 * (pam_env, /etc/environment), never from the calling process, whose
+	 * environment the user of su or sudo controls. */
+	pam_env = pam_getenvlist(pamh);
+	http = entra_http_new(&http_opt, &st->log);
+	if (http == NULL)
+		goto out;
+	{
+		struct entra_msi_request mreq = {
+			.source = st->cfg->msi_source,
+			.env = (const char *const *)pam_env,
+			.imds_host = st->cfg->imds_endpoint,
+			.client_id = service_client_id(st->cfg, user),
+			.resource = resource,
+			.cache_dir = st->cfg->cache_dir,
+			.total_ms = (long)st->cfg->http_timeout * 1000,
+		};
+		if (entra_msi_get_token(&mreq, http, &st->log, &tok) < 0) {
+			entra_log(&st->log, required ? LOG_ERR : LOG_WARNING,
+				  "service session for %s %s without a managed-identity token: %s", user,
+				  required ? "refused" : "opened", tok.error);
+			goto out;
+		}
+	}
+	tenant = unverified_claim(tok.access_token, "tid");
+	object_id = unverified_claim(tok.access_token, "oid");
+	sd = calloc(1, sizeof(*sd));
+	if (sd == NULL || entra_session_new_id(sd->id) < 0) {
+		rc = PAM_BUF_ERR;
+		goto out;
+	}
+	sd->uid = uid;
+	req = (struct entra_session_request){
+		.user = user,
+		.uid = uid,
+		.gid = gid,
+		.identity_kind = "managed-identity",
+		.tenant_id = tenant,
+		.object_id = object_id,
+		.access_token = tok.access_token,
+		.expires_on = (time_t)tok.expires_on,
+		.resource = resource,
+	};
+	if (entra_session_open(st->cfg, sd->id, &req, &env, &st->log) < 0) {
+		rc = PAM_SESSION_ERR;
+		goto out;
+	}
+	rc = put_env(pamh, &env);
+	if (rc == PAM_SUCCESS)
+		rc = pam_set_data(pamh, DATA_SESSION, sd, cleanup_free);
+	if (rc != PAM_SUCCESS) {
+		entra_session_close(st->cfg, sd->id, uid, &st->log);
+		goto out;
+	}
+	entra_log(&st->log, LOG_NOTICE, "service session for %s: managed-identity token from %s%s",
+		  user, entra_msi_source_name(tok.source), tok.from_cache ? " (cached)" : "");
+	sd = NULL;
+out:
+	if (pam_env != NULL) {
+		for (size_t i = 0; pam_env[i] != NULL; i++)
+			entra_free_secret(pam_env[i]);
+		free(pam_env);
+	}
+	entra_session_env_free(&env);
+	entra_msi_token_clear(&tok);
+	entra_http_free(http);
+	free(tenant);
+	free(object_id);
+	free(sd);
+	return rc;
+}
+
 EXPORT int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, const char **argv)
 {
 	struct module_state st;
@@ -332,6 +463,10 @@ EXPORT int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, const ch
 	rc = get_user(pamh, &st, &user);
 	if (rc != PAM_SUCCESS)
 		goto out;
+	if (classify(st.cfg, user) == ENTRA_ACCOUNT_SERVICE) {
+		rc = open_service_session(pamh, &st, user);
+		goto out;
+	}
 	if (pam_get_data(pamh, DATA_LOGIN, (const void **)&ld) != PAM_SUCCESS || ld == NULL) {
 		entra_log(&st.log, LOG_DEBUG, "no Entra login for %s in this transaction: no session token", user);
 		rc = PAM_IGNORE;
