@@ -5,11 +5,14 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define PAM_SM_AUTH
@@ -30,6 +33,8 @@
 #include "names.h"
 #include "policy.h"
 #include "session.h"
+#include "userdb.h"
+#include "userdb_config.h"
 
 #define DATA_LOGIN "pam_entra_login"
 #define DATA_SESSION "pam_entra_session"
@@ -46,6 +51,7 @@ struct login_data {
 	struct entra_login_result login;
 	struct entra_decision decision;
 	bool authorized;
+	struct entra_userdb_entry account; /* as recorded in the user database */
 };
 
 struct session_data {
@@ -106,6 +112,7 @@ static void cleanup_login_data(pam_handle_t *pamh, void *data, int error_status)
 	(void)pamh;
 	(void)error_status;
 	entra_login_result_free(&ld->login);
+	entra_userdb_entry_free(&ld->account);
 	explicit_bzero(ld, sizeof(*ld));
 	free(ld);
 }
@@ -251,6 +258,45 @@ EXPORT int pam_sm_setcred(pam_handle_t *pamh, int flags, int argc, const char **
 	return PAM_SUCCESS;
 }
 
+/* Record the login in the user database behind the NSS module: binds the
+ * account name to the object id (a different person claiming a recorded
+ * name is refused) and yields the uid, gid and home the session uses. */
+static int record_account(pam_handle_t *pamh, const struct module_state *st, struct login_data *ld)
+{
+	struct entra_userdb_rules rules;
+	struct entra_userdb_writer writer = { st->cfg->db_dir, &rules, NULL, &st->log };
+	struct entra_userdb_login login = {
+		.name = ld->user,
+		.object_id = ld->login.identity.object_id,
+		.tenant_id = ld->login.identity.tenant_id,
+		.display_name = ld->login.identity.display_name,
+		.admin = ld->decision.admin,
+		.when = (int64_t)time(NULL),
+	};
+	char reason[256];
+	int rc;
+
+	if (entra_userdb_rules_from_config(st->cfg, &rules, reason, sizeof(reason)) < 0) {
+		entra_log(&st->log, LOG_ERR, "account %s: user database rules: %s", ld->user, reason);
+		return PAM_SYSTEM_ERR;
+	}
+	rc = entra_userdb_record_login(&writer, &login, &ld->account, reason, sizeof(reason));
+	if (rc == -EEXIST) {
+		entra_log(&st->log, LOG_WARNING, "account %s refused for object id %s: %s", ld->user,
+			  ld->login.identity.object_id, reason);
+		tell_person(pamh, "This account name belongs to another Entra user on this host. Ask your administrator.");
+		return PAM_PERM_DENIED;
+	}
+	if (rc < 0) {
+		entra_log(&st->log, LOG_ERR, "account %s: cannot record the login in %s: %s", ld->user,
+			  st->cfg->db_dir, reason);
+		return PAM_SYSTEM_ERR;
+	}
+	entra_log(&st->log, LOG_INFO, "account %s: uid %u%s", ld->user, ld->account.uid,
+		  ld->account.admin ? ", member of the admin group" : "");
+	return PAM_SUCCESS;
+}
+
 EXPORT int pam_sm_acct_mgmt(pam_handle_t *pamh, int flags, int argc, const char **argv)
 {
 	struct module_state st;
@@ -286,8 +332,9 @@ EXPORT int pam_sm_acct_mgmt(pam_handle_t *pamh, int flags, int argc, const char 
 		rc = PAM_PERM_DENIED;
 		goto out;
 	}
-	ld->authorized = true;
-	rc = PAM_SUCCESS;
+	rc = record_account(pamh, &st, ld);
+	if (rc == PAM_SUCCESS)
+		ld->authorized = true;
 out:
 	free_state(&st);
 	return rc;
@@ -444,6 +491,44 @@ out:
 	return rc;
 }
 
+/* The home directory at the first session: 0700, the user's, empty (use
+ * pam_mkhomedir instead for /etc/skel). An existing path is left alone. */
+static int create_home(const struct module_state *st, const char *home, uid_t uid, gid_t gid)
+{
+	char parent[ENTRA_USERDB_PATH_MAX];
+	const char *base;
+	int dir_fd, rc = 0;
+
+	base = strrchr(home, '/');
+	if (home[0] != '/' || base == NULL || base[1] == '\0' || !entra_name_is_valid(base + 1) ||
+	    (size_t)(base - home) >= sizeof(parent)) {
+		entra_log(&st->log, LOG_ERR, "home directory '%s' is not an absolute path ending in a valid name", home);
+		return -EINVAL;
+	}
+	memcpy(parent, home, (size_t)(base - home));
+	parent[base - home] = '\0';
+	dir_fd = open(parent[0] ? parent : "/", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dir_fd < 0) {
+		rc = -errno;
+		entra_log(&st->log, LOG_ERR, "cannot open %s to create home directories: %s", parent, strerror(-rc));
+		return rc;
+	}
+	if (mkdirat(dir_fd, base + 1, 0700) == 0) {
+		if (fchownat(dir_fd, base + 1, uid, gid, AT_SYMLINK_NOFOLLOW) < 0) {
+			rc = -errno;
+			unlinkat(dir_fd, base + 1, AT_REMOVEDIR);
+		} else {
+			entra_log(&st->log, LOG_NOTICE, "created home directory %s", home);
+		}
+	} else if (errno != EEXIST) {
+		rc = -errno;
+	}
+	if (rc < 0)
+		entra_log(&st->log, LOG_ERR, "cannot create home directory %s: %s", home, strerror(-rc));
+	close(dir_fd);
+	return rc;
+}
+
 EXPORT int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, const char **argv)
 {
 	struct module_state st;
@@ -477,8 +562,9 @@ EXPORT int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, const ch
 		rc = PAM_SESSION_ERR;
 		goto out;
 	}
-	if (lookup_account(user, &uid, &gid) < 0) {
-		entra_log(&st.log, LOG_ERR, "session for %s refused: the account is not known to the system (NSS)", user);
+	uid = ld->account.uid;
+	gid = ld->account.gid;
+	if (st.cfg->create_home && create_home(&st, ld->account.home, uid, gid) < 0) {
 		rc = PAM_SESSION_ERR;
 		goto out;
 	}
