@@ -2,7 +2,7 @@
  * points directly, to check what glibc itself hides (status codes,
  * ERANGE handling, errno preservation).
  *   nss_lookup SO pwnam NAME | pwuid UID | grnam NAME | grgid GID
- *   nss_lookup SO erange NAME     (buffers of 0.. bytes until success)
+ *   nss_lookup SO erange pw|gr NAME  (buffers of 0.. bytes until success)
  *   nss_lookup SO pwent | grent | initgroups NAME
  *   nss_lookup SO threads NAME    (8 threads x 20000 lookups)
  * Prints "STATUS <n> ERRNO <e>" and the entry; exit 0 unless a check
@@ -109,16 +109,16 @@ int main(int argc, char **argv)
 		st = ((grgid_fn)sym("_nss_entra_getgrgid_r"))((gid_t)strtoul(argv[3], NULL, 10), &gr, buf,
 							      sizeof(buf), &err);
 		print_gr(st, err, &gr);
-	} else if (strcmp(argv[2], "erange") == 0 && argc == 4) {
+	} else if (strcmp(argv[2], "erange") == 0 && argc == 5) {
 		pwnam_fn pwnam = sym("_nss_entra_getpwnam_r");
 		grnam_fn grnam = sym("_nss_entra_getgrnam_r");
 		size_t n;
 
-		for (n = 0; n < 4096; n++) {
+		for (n = 0; strcmp(argv[3], "pw") == 0 && n < 4096; n++) {
 			char *small = malloc(n ? n : 1);
 
 			err = 0;
-			st = pwnam(argv[3], &pw, small, n, &err);
+			st = pwnam(argv[4], &pw, small, n, &err);
 			if (st == NSS_STATUS_SUCCESS) {
 				print_pw(st, err, &pw);
 				free(small);
@@ -130,12 +130,13 @@ int main(int argc, char **argv)
 				return 1;
 			}
 		}
-		printf("PW_NEEDED %zu\n", n);
-		for (n = 0; n < 65536; n++) {
+		if (strcmp(argv[3], "pw") == 0)
+			printf("PW_NEEDED %zu\n", n);
+		for (n = 0; strcmp(argv[3], "gr") == 0 && n < 65536; n++) {
 			char *small = malloc(n ? n : 1);
 
 			err = 0;
-			st = grnam(argv[3], &gr, small, n, &err);
+			st = grnam(argv[4], &gr, small, n, &err);
 			if (st == NSS_STATUS_SUCCESS) {
 				print_gr(st, err, &gr);
 				free(small);
@@ -147,7 +148,8 @@ int main(int argc, char **argv)
 				return 1;
 			}
 		}
-		printf("GR_NEEDED %zu\n", n);
+		if (strcmp(argv[3], "gr") == 0)
+			printf("GR_NEEDED %zu\n", n);
 	} else if (strcmp(argv[2], "pwent") == 0) {
 		pwent_fn pwent = sym("_nss_entra_getpwent_r");
 
