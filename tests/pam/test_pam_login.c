@@ -21,8 +21,8 @@
 #include "pam_harness.h"
 
 #define ALICE "alice@contoso.com"
-#define ALICE_CLAIMS "{\"preferred_username\":\"alice@contoso.com\",\"name\":\"Alice Example\"," \
-	"\"oid\":\"0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9\"}"
+#define ALICE_ID "\"preferred_username\":\"alice@contoso.com\",\"oid\":\"0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9\""
+#define ALICE_CLAIMS "{" ALICE_ID ",\"name\":\"Alice Example\"}"
 #define BOB_CLAIMS "{\"preferred_username\":\"bob@contoso.com\",\"oid\":\"1b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9\"}"
 #define GROUP_OK "5a5a5a5a-1111-2222-3333-444444444444"
 
@@ -503,13 +503,13 @@ static void test_allow_groups(void **state)
 {
 	(void)state;
 	expect_account("entra-groups",
-		       "{\"preferred_username\":\"alice@contoso.com\",\"groups\":[\"" GROUP_OK "\"]}",
+		       "{" ALICE_ID ",\"groups\":[\"" GROUP_OK "\"]}",
 		       PAM_SUCCESS, GROUP_OK);
 	expect_account("entra-groups",
-		       "{\"preferred_username\":\"alice@contoso.com\",\"groups\":[\"6b6b6b6b-1111-2222-3333-444444444444\"]}",
+		       "{" ALICE_ID ",\"groups\":[\"6b6b6b6b-1111-2222-3333-444444444444\"]}",
 		       PAM_PERM_DENIED, "denied");
 	expect_account("entra-groups",
-		       "{\"preferred_username\":\"alice@contoso.com\",\"_claim_names\":{\"groups\":\"src1\"},"
+		       "{" ALICE_ID ",\"_claim_names\":{\"groups\":\"src1\"},"
 		       "\"_claim_sources\":{\"src1\":{\"endpoint\":\"https://graph.microsoft.com/v1.0/users/x/getMemberObjects\"}}}",
 		       PAM_PERM_DENIED, "overage");
 }
@@ -517,9 +517,9 @@ static void test_allow_groups(void **state)
 static void test_allow_roles_and_users(void **state)
 {
 	(void)state;
-	expect_account("entra-roles", "{\"preferred_username\":\"alice@contoso.com\",\"roles\":[\"Login.Node\"]}",
+	expect_account("entra-roles", "{" ALICE_ID ",\"roles\":[\"Login.Node\"]}",
 		       PAM_SUCCESS, "Login.Node");
-	expect_account("entra-roles", "{\"preferred_username\":\"alice@contoso.com\",\"roles\":[\"Reader\"]}",
+	expect_account("entra-roles", "{" ALICE_ID ",\"roles\":[\"Reader\"]}",
 		       PAM_PERM_DENIED, "denied");
 	expect_account("entra-users", ALICE_CLAIMS, PAM_PERM_DENIED, "denied");
 }

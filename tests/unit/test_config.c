@@ -155,7 +155,7 @@ const char *key, *value;
 	{ "shell", "/bin/sh" }, { "create_home", "no" }, { "msi_source", "imds" },
 	{ "imds_endpoint", "http://127.0.0.1:8080" }, { "service_accounts", "svc" },
 	{ "service_uids", "5000-5999" }, { "service_resource", "https://storage.azure.com/" },
-	{ "service_client_id", CLIENT }, { "service_identities", "svc:" CLIENT },
+	{ "service_client_id", CLIENT }, { "service_identities", "svc:" CLIENT }, { "service_token_required", "yes" },
 	{ "export_token", "yes" }, { "qr_code", "off" }, { "debug", "on" },
 };
 
