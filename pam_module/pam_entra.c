@@ -362,6 +362,35 @@ static int put_env(pam_handle_t *pamh, const struct entra_session_env *env)
 	return PAM_SUCCESS;
 }
 
+/* Create the session's directory and files for req, export its
+ * environment, and remember its id for close_session. */
+static int start_session(pam_handle_t *pamh, const struct module_state *st,
+			 const struct entra_session_request *req)
+{
+	struct entra_session_env env = { NULL, 0 };
+	struct session_data *sd = calloc(1, sizeof(*sd));
+	int rc;
+
+	if (sd == NULL || entra_session_new_id(sd->id) < 0) {
+		free(sd);
+		return PAM_BUF_ERR;
+	}
+	sd->uid = req->uid;
+	if (entra_session_open(st->cfg, sd->id, req, &env, &st->log) < 0) {
+		free(sd);
+		return PAM_SESSION_ERR;
+	}
+	rc = put_env(pamh, &env);
+	if (rc == PAM_SUCCESS)
+		rc = pam_set_data(pamh, DATA_SESSION, sd, cleanup_free);
+	if (rc != PAM_SUCCESS) {
+		entra_session_close(st->cfg, sd->id, req->uid, &st->log);
+		free(sd);
+	}
+	entra_session_env_free(&env);
+	return rc;
+}
+
 /* The user-assigned identity of a service account: its own entry in
  * service_identities ("account:client-id"), else service_client_id, else
  * NULL (system-assigned). */
@@ -402,10 +431,8 @@ static int open_service_session(pam_handle_t *pamh, const struct module_state *s
 		.timeout_ms = (long)st->cfg->http_timeout * 1000,
 		.allow_plain_http = true,
 	};
-	struct entra_session_env env = { NULL, 0 };
 	struct entra_msi_token tok;
 	struct entra_session_request req;
-	struct session_data *sd = NULL;
 	struct entra_http *http = NULL;
 	char **pam_env = NULL, *tenant = NULL, *object_id = NULL;
 	const char *resource = st->cfg->service_resource ? st->cfg->service_resource : st->cfg->resource;
@@ -445,12 +472,6 @@ static int open_service_session(pam_handle_t *pamh, const struct module_state *s
 	}
 	tenant = unverified_claim(tok.access_token, "tid");
 	object_id = unverified_claim(tok.access_token, "oid");
-	sd = calloc(1, sizeof(*sd));
-	if (sd == NULL || entra_session_new_id(sd->id) < 0) {
-		rc = PAM_BUF_ERR;
-		goto out;
-	}
-	sd->uid = uid;
 	req = (struct entra_session_request){
 		.user = user,
 		.uid = uid,
@@ -462,32 +483,21 @@ static int open_service_session(pam_handle_t *pamh, const struct module_state *s
 		.expires_on = (time_t)tok.expires_on,
 		.resource = resource,
 	};
-	if (entra_session_open(st->cfg, sd->id, &req, &env, &st->log) < 0) {
-		rc = PAM_SESSION_ERR;
+	rc = start_session(pamh, st, &req);
+	if (rc != PAM_SUCCESS)
 		goto out;
-	}
-	rc = put_env(pamh, &env);
-	if (rc == PAM_SUCCESS)
-		rc = pam_set_data(pamh, DATA_SESSION, sd, cleanup_free);
-	if (rc != PAM_SUCCESS) {
-		entra_session_close(st->cfg, sd->id, uid, &st->log);
-		goto out;
-	}
 	entra_log(&st->log, LOG_NOTICE, "service session for %s: managed-identity token from %s%s",
 		  user, entra_msi_source_name(tok.source), tok.from_cache ? " (cached)" : "");
-	sd = NULL;
 out:
 	if (pam_env != NULL) {
 		for (size_t i = 0; pam_env[i] != NULL; i++)
 			entra_free_secret(pam_env[i]);
 		free(pam_env);
 	}
-	entra_session_env_free(&env);
 	entra_msi_token_clear(&tok);
 	entra_http_free(http);
 	free(tenant);
 	free(object_id);
-	free(sd);
 	return rc;
 }
 
@@ -533,12 +543,8 @@ EXPORT int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, const ch
 {
 	struct module_state st;
 	struct login_data *ld = NULL;
-	struct session_data *sd = NULL;
-	struct entra_session_env env = { NULL, 0 };
 	struct entra_session_request req;
 	const char *user = NULL;
-	uid_t uid;
-	gid_t gid;
 	int rc;
 
 	(void)flags;
@@ -562,22 +568,15 @@ EXPORT int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, const ch
 		rc = PAM_SESSION_ERR;
 		goto out;
 	}
-	uid = ld->account.uid;
-	gid = ld->account.gid;
-	if (st.cfg->create_home && create_home(&st, ld->account.home, uid, gid) < 0) {
+	if (st.cfg->create_home &&
+	    create_home(&st, ld->account.home, ld->account.uid, ld->account.gid) < 0) {
 		rc = PAM_SESSION_ERR;
 		goto out;
 	}
-	sd = calloc(1, sizeof(*sd));
-	if (sd == NULL || entra_session_new_id(sd->id) < 0) {
-		rc = PAM_BUF_ERR;
-		goto out;
-	}
-	sd->uid = uid;
 	req = (struct entra_session_request){
 		.user = user,
-		.uid = uid,
-		.gid = gid,
+		.uid = ld->account.uid,
+		.gid = ld->account.gid,
 		.identity_kind = "user",
 		.tenant_id = ld->login.identity.tenant_id,
 		.object_id = ld->login.identity.object_id,
@@ -587,21 +586,8 @@ EXPORT int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, const ch
 		.resource = st.cfg->resource,
 		.refresh_token = ld->login.tokens.refresh_token,
 	};
-	if (entra_session_open(st.cfg, sd->id, &req, &env, &st.log) < 0) {
-		rc = PAM_SESSION_ERR;
-		goto out;
-	}
-	rc = put_env(pamh, &env);
-	if (rc == PAM_SUCCESS)
-		rc = pam_set_data(pamh, DATA_SESSION, sd, cleanup_free);
-	if (rc != PAM_SUCCESS) {
-		entra_session_close(st.cfg, sd->id, uid, &st.log);
-		goto out;
-	}
-	sd = NULL;
+	rc = start_session(pamh, &st, &req);
 out:
-	entra_session_env_free(&env);
-	free(sd);
 	free_state(&st);
 	return rc;
 }
