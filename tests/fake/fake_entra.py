@@ -752,7 +752,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         now = utcnow()
         ts = entra_ts(now)
         trace = str(uuid.uuid4())
-        cri = self.headers.get("client-request-id", "")
+        cri = self.headers.get("client-request-id") or self.query.get("client-request-id") or ""
         corr = cri.lower() if is_guid(cri) else str(uuid.uuid4())
         if codes is None:
             codes = [code] if code is not None else []

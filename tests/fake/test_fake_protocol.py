@@ -243,6 +243,9 @@ def polling_states(fake):
         "device_code": "DAQAB-not-a-code"}, headers={"client-request-id": "0f4b1b7e-96b0-4e4a-a8c3-5f5d3d2c1b0a"})
     check_error(body, "bad_verification_code", 70018)
     assert body["correlation_id"] == "0f4b1b7e-96b0-4e4a-a8c3-5f5d3d2c1b0a"  # Entra echoes client-request-id
+    st, _, body = fake.json("POST", "/organizations/oauth2/v2.0/token?client-request-id=1f4b1b7e-96b0-4e4a-a8c3-5f5d3d2c1b0a",
+                            form={"grant_type": "device_code", "client_id": fake.client_id, "device_code": "x"})
+    assert body["correlation_id"] == "1f4b1b7e-96b0-4e4a-a8c3-5f5d3d2c1b0a"  # msal-node sends it in the query
     fake.control("decline", {"user_code": dc["user_code"]})
     _, _, body = poll(fake, dc["device_code"])
     check_error(body, "authorization_declined", None)
