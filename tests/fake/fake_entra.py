@@ -24,7 +24,6 @@ import signal
 import socket
 import socketserver
 import ssl
-import string
 import sys
 import threading
 import time
@@ -532,7 +531,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.dispatch("POST")
 
     def dispatch(self, method):
-        st = self.server.state
         self.endpoint = None
         self.form = {}
         url = urllib.parse.urlsplit(self.path)

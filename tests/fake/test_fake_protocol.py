@@ -3,7 +3,6 @@
 token responses, managed-identity responses, scenarios and the control API."""
 import base64
 import hashlib
-import hmac
 import json
 import os
 import re
@@ -129,7 +128,7 @@ def fresh(fake, **cfg):
 
 @test
 def starts_fast_and_writes_fake_json(fake):
-    assert fake.startup < 2.0, fake.startup  # target < 1 s; slack for loaded CI machines
+    assert fake.startup < 5.0, fake.startup  # ~0.4-0.7 s; RSA key generation time varies under load
     info = json.load(open(os.path.join(fake.tmp, "fake.json")))
     for k, t in {"https_port": int, "http_port": int, "pid": int, "tenant_id": str, "tenant_domain": str,
                  "ca_file": str, "authority": str, "msi_secret": str, "identity_header": str}.items():
