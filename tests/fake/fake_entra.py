@@ -955,17 +955,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.json_reply({"error": "body is not JSON"}, 400)
         if body is None:
             body = {}
-        if method == "GET" and what == "requests":
+        if what == "requests":  # GET (POST accepted too)
             with st.lock:
                 self.json_reply({"counts": dict(st.counts), "log": list(st.log)})
-        if method == "GET" and what == "flows":
+        if what == "flows":  # GET (POST accepted too)
             with st.lock:
                 self.json_reply([{"user_code": f["user_code"], "state": f["state"], "client_id": f["client_id"],
                                   "scope": f["scope"], "polls": f["polls"],
                                   "claims_param": f["claims_param"],
                                   "token_claims_param": f.get("token_claims_param"),
                                   "approved_claims": f["approved_claims"]} for f in st.flows])
-        if method == "GET" and what == "config":
+        if what == "config":  # GET (POST accepted too)
             with st.lock:
                 self.json_reply(st.config)
         if method != "POST":
