@@ -24,7 +24,6 @@ import signal
 import socket
 import socketserver
 import ssl
-import string
 import sys
 import threading
 import time
@@ -532,7 +531,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.dispatch("POST")
 
     def dispatch(self, method):
-        st = self.server.state
         self.endpoint = None
         self.form = {}
         url = urllib.parse.urlsplit(self.path)
@@ -752,7 +750,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         now = utcnow()
         ts = entra_ts(now)
         trace = str(uuid.uuid4())
-        cri = self.headers.get("client-request-id", "")
+        cri = self.headers.get("client-request-id") or self.query.get("client-request-id") or ""
         corr = cri.lower() if is_guid(cri) else str(uuid.uuid4())
         if codes is None:
             codes = [code] if code is not None else []
@@ -957,17 +955,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.json_reply({"error": "body is not JSON"}, 400)
         if body is None:
             body = {}
-        if method == "GET" and what == "requests":
+        if what == "requests":  # GET (POST accepted too)
             with st.lock:
                 self.json_reply({"counts": dict(st.counts), "log": list(st.log)})
-        if method == "GET" and what == "flows":
+        if what == "flows":  # GET (POST accepted too)
             with st.lock:
                 self.json_reply([{"user_code": f["user_code"], "state": f["state"], "client_id": f["client_id"],
                                   "scope": f["scope"], "polls": f["polls"],
                                   "claims_param": f["claims_param"],
                                   "token_claims_param": f.get("token_claims_param"),
                                   "approved_claims": f["approved_claims"]} for f in st.flows])
-        if method == "GET" and what == "config":
+        if what == "config":  # GET (POST accepted too)
             with st.lock:
                 self.json_reply(st.config)
         if method != "POST":
