@@ -2,7 +2,7 @@
  * integration test against tests/fake/fake_entra.py. The access token is
  * read from a file (never argv) and never printed. One line on stdout:
  *   ok login=0|1 admin=0|1 cached=0|1 entries=N reason=...    (exit 0)
- *   deny result=<entra_rbac_result_str> reason=... [claims=<json>] (exit 1)
+ *   deny result=<entra_rbac_result_str, spaces as _> reason=... [claims=<json>] (exit 1)
  *   token result=N jwt=<status> reason=...                       (exit 3)
  *   usage or setup error                                         (exit 2)
  * Usage: rbac_check --arm URL --scope S --token-file F [--ca-file F]
@@ -187,7 +187,13 @@ int main(int argc, char **argv)
 	req.max_pages = (int)max_pages;
 	r = entra_rbac_fetch_permissions(http, &req, &perms, &claims, reason, sizeof(reason));
 	if (r != ENTRA_RBAC_OK) {
-		printf("deny result=%s reason=%s%s%s\n", entra_rbac_result_str(r), reason,
+		char name[40];
+
+		snprintf(name, sizeof(name), "%s", entra_rbac_result_str(r));
+		for (char *c = name; *c != '\0'; c++)
+			if (*c == ' ')
+				*c = '_';
+		printf("deny result=%s reason=%s%s%s\n", name, reason,
 		       claims != NULL ? " claims=" : "", claims != NULL ? claims : "");
 		free(claims);
 		rc = 1;
