@@ -615,5 +615,148 @@ def sigterm_exits_cleanly(fake):
         shutil.rmtree(d, ignore_errors=True)
 
 
+ARM_PERMS = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/" \
+            "Microsoft.Authorization/permissions"
+
+
+def arm_get(fake, token, path=ARM_PERMS, query="api-version=2022-04-01", headers=None):
+    h = {"Authorization": "Bearer " + token} if token is not None else {}
+    h.update(headers or {})
+    url = path if path.startswith("https:") else path + ("?" + query if query else "")
+    return fake.json("GET", url, headers=h)
+
+
+@test
+def arm_permissions_builtin_roles(fake):
+    fresh(fake)
+    tok = login(fake, {"preferred_username": "rbac1@contoso.com"})["access_token"]
+    st, _, body = arm_get(fake, tok)
+    assert st == 403 and body["error"]["code"] == "AuthorizationFailed", body
+    fake.control("configure", {"arm": {"roles": {"RBAC1@contoso.com": [
+        "Virtual Machine User Login", "virtual machine administrator login", "Owner", "Contributor", "Reader"]}}})
+    st, _, body = arm_get(fake, tok)
+    assert st == 200 and set(body) == {"value"}, body
+    v = body["value"]
+    assert len(v) == 5 and all(set(e) == {"actions", "notActions", "dataActions", "notDataActions"} for e in v), v
+    assert v[0]["dataActions"] == ["Microsoft.Compute/virtualMachines/login/action",
+                                   "Microsoft.HybridCompute/machines/login/action"], v[0]
+    assert "Microsoft.Compute/virtualMachines/loginAsAdmin/action" in v[1]["dataActions"], v[1]
+    assert v[2] == {"actions": ["*"], "notActions": [], "dataActions": [], "notDataActions": []}, v[2]
+    assert v[3]["actions"] == ["*"] and "Microsoft.Authorization/*/Write" in v[3]["notActions"] \
+        and v[3]["dataActions"] == [], v[3]
+    assert v[4]["actions"] == ["*/read"] and v[4]["dataActions"] == [], v[4]
+    assert fake.requests()["counts"]["arm"] == 2
+    # custom roles inline, keyed by object id; condition passed through
+    oid = jwt_parts(tok)[1]["oid"]
+    fake.control("configure", {"arm": {"roles": {oid: [{"dataActions": ["Microsoft.Compute/*"],
+                                                        "notDataActions": ["*/loginAsAdmin/action"],
+                                                        "condition": "x", "conditionVersion": "2.0"}]}}})
+    st, _, body = arm_get(fake, tok)
+    assert st == 200 and body["value"] == [{"actions": [], "notActions": [], "dataActions": ["Microsoft.Compute/*"],
+                                            "notDataActions": ["*/loginAsAdmin/action"], "condition": "x",
+                                            "conditionVersion": "2.0"}], body
+    # bad settings are refused
+    for bad in ({"roles": {"x": ["No Such Role"]}}, {"roles": {"x": [{"actionz": []}]}}, {"nope": 1},
+                {"roles": {"x": "Owner"}}, {"page_size": 0}):
+        st, _, body = fake.json("POST", "/_control/configure", body={"arm": bad})
+        assert st == 400, (bad, body)
+
+
+@test
+def arm_permissions_pagination(fake):
+    fresh(fake, arm={"roles": {"rbac2@contoso.com": ["Reader", "Owner", "Contributor"]}, "page_size": 2})
+    tok = login(fake, {"preferred_username": "rbac2@contoso.com"})["access_token"]
+    st, _, p1 = arm_get(fake, tok)
+    assert st == 200 and len(p1["value"]) == 2, p1
+    assert p1["nextLink"] == "%s%s?api-version=2022-04-01&$skiptoken=2" % (fake.authority, ARM_PERMS), p1
+    st, _, p2 = arm_get(fake, tok, p1["nextLink"])
+    assert st == 200 and len(p2["value"]) == 1 and "nextLink" not in p2, p2
+    st, _, body = arm_get(fake, tok, query="api-version=2022-04-01&$skiptoken=x")
+    assert st == 400 and body["error"]["code"] == "InvalidSkipToken", body
+    fake.control("configure", {"arm": {"next_link_base": "https://other.example"}})
+    st, _, p1 = arm_get(fake, tok)
+    assert p1["nextLink"].startswith("https://other.example/subscriptions/"), p1
+
+
+@test
+def arm_permissions_request_checks(fake):
+    fresh(fake, arm={"roles": {"rbac3@contoso.com": ["Reader"]}})
+    tok = login(fake, {"preferred_username": "rbac3@contoso.com"})["access_token"]
+    st, _, body = arm_get(fake, tok, query="")
+    assert st == 400 and body["error"]["code"] == "MissingApiVersionParameter", body
+    st, _, body = arm_get(fake, tok, query="api-version=1999-01-01")
+    assert st == 400 and body["error"]["code"] == "InvalidApiVersionParameter", body
+    st, _, body = arm_get(fake, tok, path="/subscriptions/nope/providers/Microsoft.Authorization/permissions")
+    assert st == 400 and body["error"]["code"] == "InvalidSubscriptionId", body
+    st, h, body = arm_get(fake, None)
+    assert st == 401 and body["error"]["code"] == "AuthenticationFailed", body
+    assert 'error="invalid_token"' in h["www-authenticate"], h
+    head, claims, sig = tok.split(".")
+    st, _, body = arm_get(fake, "%s.%s.%s" % (head, claims, sig[:-4] + ("AAAA" if sig[-4:] != "AAAA" else "BBBB")))
+    assert st == 401 and body["error"]["code"] == "InvalidAuthenticationToken", body
+    st, _, body = arm_get(fake, "not-a-jwt")
+    assert st == 401 and body["error"]["code"] == "InvalidAuthenticationToken", body
+    # a token for another resource, an expired one, one signed with an unpublished key
+    ml = login(fake, {"preferred_username": "rbac3@contoso.com"}, scope="https://ml.azure.com/.default")
+    st, _, body = arm_get(fake, ml["access_token"])
+    assert st == 401 and body["error"]["code"] == "InvalidAuthenticationTokenAudience", body
+    fake.control("configure", {"access_token": {"exp_offset": -10}})
+    st, _, body = arm_get(fake, login(fake, {"preferred_username": "rbac3@contoso.com"})["access_token"])
+    assert st == 401 and body["error"]["code"] == "ExpiredAuthenticationToken", body
+    fake.control("configure", {"access_token": {"exp_offset": None}, "sign": "wrong_key"})
+    st, _, body = arm_get(fake, login(fake, {"preferred_username": "rbac3@contoso.com"})["access_token"])
+    assert st == 401, body
+    # a token signed with a rotated-out key that is still published is fine
+    fake.control("configure", {"sign": "good"})
+    st, _, _ = arm_get(fake, tok)
+    assert st == 200
+    fake.control("rotate_keys", {"keep_old": True})
+    st, _, _ = arm_get(fake, tok)
+    assert st == 200
+    fake.control("rotate_keys", {"keep_old": False})
+    st, _, _ = arm_get(fake, tok)
+    assert st == 401
+    st, h, _ = fake.http("POST", ARM_PERMS + "?api-version=2022-04-01", form={})
+    assert st == 405
+
+
+@test
+def arm_permissions_scenarios(fake):
+    challenge = {"access_token": {"acrs": {"essential": True, "value": "c2"}}}
+    fresh(fake, arm={"roles": {"rbac4@contoso.com": ["Virtual Machine User Login"]}, "challenge": challenge})
+    tok = login(fake, {"preferred_username": "rbac4@contoso.com"})["access_token"]
+    st, h, body = arm_get(fake, tok)
+    assert st == 401, body
+    www = h["www-authenticate"]
+    assert www.startswith('Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/'
+                          'authorize", error="insufficient_claims", claims="'), www
+    b64 = re.search(r'claims="([^"]+)"', www).group(1)
+    assert json.loads(base64.b64decode(b64)) == challenge, www
+    # a token carrying acrs c2 (asked with the claims parameter) passes
+    st2, _, dc = devicecode(fake, claims=json.dumps(challenge))
+    fake.control("approve", {"user_code": dc["user_code"], "claims": {"preferred_username": "rbac4@contoso.com"}})
+    _, _, t2 = poll(fake, dc["device_code"])
+    assert jwt_parts(t2["access_token"])[1]["acrs"] == ["c2"]
+    st, _, body = arm_get(fake, t2["access_token"])
+    assert st == 200 and len(body["value"]) == 1, body
+    fake.control("configure", {"arm": {"challenge": None, "fail": 503}})
+    st, _, body = arm_get(fake, tok)
+    assert st == 503 and body["error"]["code"] == "InternalServerError", body
+    fake.control("configure", {"arm": {"fail": None, "malformed": True}})
+    st, _, raw = fake.http("GET", ARM_PERMS + "?api-version=2022-04-01", headers={"Authorization": "Bearer " + tok})
+    assert st == 200
+    try:
+        json.loads(raw)
+        assert False, "malformed body parsed"
+    except ValueError:
+        pass
+    fake.control("configure", {"arm": {"malformed": None}, "fail": {"arm": 502}})
+    st, h, raw = fake.http("GET", ARM_PERMS + "?api-version=2022-04-01", headers={"Authorization": "Bearer " + tok})
+    assert st == 502 and h["content-type"].startswith("text/html")
+    log = fake.requests()["log"]
+    assert all(e["headers"].get("Authorization") == "<redacted>" for e in log if e["endpoint"] == "arm"), log
+    assert fake.requests()["counts"]["arm"] == 5
+
+
 if __name__ == "__main__":
     run(setup, teardown)
