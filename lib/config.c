@@ -93,6 +93,8 @@ static const struct key_def keys[] = {
 	STR(service_client_id),
 	LIST(service_identities),
 	BOOL(service_token_required),
+	INT(tokend_port, 1, 65535),
+	PATH(tokend_socket),
 	BOOL(export_token),
 	BOOL(qr_code),
 	BOOL(debug),
@@ -412,6 +414,7 @@ struct entra_config *entra_config_new(void)
 		{ "home_template", "/home/%u" },
 		{ "shell", "/bin/bash" },
 		{ "imds_endpoint", "http://169.254.169.254" },
+		{ "tokend_socket", RUNSTATEDIR "/entra-tokend.sock" },
 	};
 	struct entra_config *cfg = calloc(1, sizeof(*cfg));
 
@@ -427,6 +430,7 @@ struct entra_config *entra_config_new(void)
 	cfg->create_home = true;
 	cfg->msi_source = ENTRA_MSI_AUTO;
 	cfg->qr_code = true;
+	cfg->tokend_port = ENTRA_TOKEND_DEFAULT_PORT;
 	cfg->check_owner = true;
 	for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++) {
 		if (entra_config_set(cfg, defaults[i].key, defaults[i].value, NULL, 0) < 0) {

@@ -14,6 +14,7 @@
 #define ENTRA_DEFAULT_CONFIG SYSCONFDIR "/security/pam_entra.conf"
 #define ENTRA_CONFIG_MAX_FILE ((size_t)64 * 1024) /* bytes in the config file */
 #define ENTRA_CONFIG_MAX_LINE 4096        /* bytes in one line, without the newline */
+#define ENTRA_TOKEND_DEFAULT_PORT 40380
 #define ENTRA_MAP_MAX_FILE ((size_t)1024 * 1024) /* bytes in the map file */
 
 struct entra_strlist {
@@ -88,6 +89,10 @@ struct entra_config {
 	char *service_client_id;/* user-assigned identity for all services; NULL = system-assigned */
 	struct entra_strlist service_identities; /* "account:client-id" pairs */
 	bool service_token_required; /* no token -> no session; default false: open without one, logged */
+
+	/* token service (entra-tokend) */
+	int tokend_port;        /* 127.0.0.1 port of the managed-identity endpoint, default 40380 */
+	char *tokend_socket;    /* registration socket, default RUNSTATEDIR/entra-tokend.sock */
 
 	/* session */
 	bool export_token;      /* put the raw access token in ENTRA_ACCESS_TOKEN, default false */

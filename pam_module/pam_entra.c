@@ -33,6 +33,7 @@
 #include "names.h"
 #include "policy.h"
 #include "session.h"
+#include "tokend.h"
 #include "userdb.h"
 #include "userdb_config.h"
 
@@ -388,6 +389,12 @@ static int start_session(pam_handle_t *pamh, const struct module_state *st,
 		free(sd);
 	}
 	entra_session_env_free(&env);
+	/* The token service is optional: without it the session keeps its
+	 * token file (the reason is logged by entra_tokend_register_session). */
+	if (rc == PAM_SUCCESS && entra_tokend_register_session(st->cfg, sd->id, req, &env, &st->log) == 0 &&
+	    put_env(pamh, &env) != PAM_SUCCESS)
+		entra_tokend_unregister_session(st->cfg, sd->id, &st->log);
+	entra_session_env_free(&env);
 	return rc;
 }
 
@@ -620,6 +627,7 @@ EXPORT int pam_sm_close_session(pam_handle_t *pamh, int flags, int argc, const c
 			goto out;
 		}
 	}
+	entra_tokend_unregister_session(st.cfg, id, &st.log);
 	rc = entra_session_close(st.cfg, id, uid, &st.log) == 0 ? PAM_SUCCESS : PAM_SESSION_ERR;
 out:
 	free_state(&st);

@@ -156,6 +156,7 @@ const char *key, *value;
 	{ "imds_endpoint", "http://127.0.0.1:8080" }, { "service_accounts", "svc" },
 	{ "service_uids", "5000-5999" }, { "service_resource", "https://storage.azure.com/" },
 	{ "service_client_id", CLIENT }, { "service_identities", "svc:" CLIENT }, { "service_token_required", "yes" },
+	{ "tokend_port", "40999" }, { "tokend_socket", "/run/t.sock" },
 	{ "export_token", "yes" }, { "qr_code", "off" }, { "debug", "on" },
 };
 
