@@ -980,6 +980,17 @@ static void do_list(int fd)
 		pthread_mutex_lock(&s->lock);
 		json_object_object_add(o, "resources", json_object_new_int64((int64_t)s->ncache));
 		json_object_object_add(o, "needs_login", json_object_new_boolean(s->refresh_dead && !s->managed));
+		if (s->refresh_token != NULL) {
+			/* A short fingerprint, so that tests and admins can see a
+			 * rotation without the token ever leaving the daemon. */
+			unsigned char h[HASH_LEN];
+			char hex[17];
+
+			hash_secret(s->refresh_token, strlen(s->refresh_token), h);
+			for (int i = 0; i < 8; i++)
+				snprintf(hex + 2 * i, 3, "%02x", h[i]);
+			json_object_object_add(o, "refresh_token_id", json_object_new_string(hex));
+		}
 		pthread_mutex_unlock(&s->lock);
 		json_object_array_add(list, o);
 	}
