@@ -516,8 +516,10 @@ bool entra_tokend_needs_login(const struct entra_oauth_error *err)
 		for (size_t j = 0; j < sizeof(codes) / sizeof(codes[0]); j++)
 			if (err->codes[i] == codes[j])
 				return true;
+	/* invalid_grant also covers consent (65001) and other per-resource
+	 * refusals: only without a code does it stand for the grant itself. */
 	return strcmp(err->error, "interaction_required") == 0 ||
-	       strcmp(err->error, "invalid_grant") == 0;
+	       (strcmp(err->error, "invalid_grant") == 0 && err->code_count == 0);
 }
 
 const char *entra_tokend_service_client_id(const struct entra_config *cfg, const char *user)

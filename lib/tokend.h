@@ -89,9 +89,10 @@ void entra_tokend_http_request_free(struct entra_tokend_http_request *req);
  * ends with '/'). malloc'd or NULL. */
 char *entra_tokend_refresh_scope(const char *resource);
 
-/* Does this refresh-grant error mean the person must sign in again
- * (interaction_required, invalid_grant, AADSTS 700082, 50173, 50078,
- * 50076, 70043, 700084, 9002313)? */
+/* Does this refresh-grant error mean the person must sign in again?
+ * AADSTS 700082, 50173, 50078, 50076, 70043, 700084, 9002313, 50133,
+ * any interaction_required, and an invalid_grant without a code (with a
+ * code such as 65001, consent, it is about one resource only). */
 bool entra_tokend_needs_login(const struct entra_oauth_error *err);
 
 /* The user-assigned identity of a service account under cfg: its entry in

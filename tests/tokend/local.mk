@@ -5,3 +5,8 @@ EXTRA_DIST += \
 	tests/tokend/tokendlib.py \
 	tests/tokend/tokend_client.py \
 	tests/tokend/test_tokend.py
+check_PROGRAMS += tests/tokend/test_tokend_unit
+TESTS += tests/tokend/test_tokend_unit
+tests_tokend_test_tokend_unit_SOURCES = tests/tokend/test_tokend_unit.c
+tests_tokend_test_tokend_unit_CFLAGS = $(TEST_CFLAGS)
+tests_tokend_test_tokend_unit_LDADD = $(TEST_LIBS)
