@@ -1,10 +1,11 @@
 # The token service (entra-tokend, entra-token): tests/tokend/README is the
 # test plan in short; the Python tests need root (clients run as other uids).
-TESTS += tests/tokend/test_tokend.py
+TESTS += tests/tokend/test_tokend.py tests/tokend/test_tokend_sdk.py
 EXTRA_DIST += \
 	tests/tokend/tokendlib.py \
 	tests/tokend/tokend_client.py \
-	tests/tokend/test_tokend.py
+	tests/tokend/test_tokend.py \
+	tests/tokend/test_tokend_sdk.py
 check_PROGRAMS += tests/tokend/test_tokend_unit
 TESTS += tests/tokend/test_tokend_unit
 tests_tokend_test_tokend_unit_SOURCES = tests/tokend/test_tokend_unit.c
