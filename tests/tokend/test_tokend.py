@@ -405,5 +405,17 @@ def socket_activation(rig):
     rig.start("--client-timeout", "1500", "--grace", "3600")
 
 
+@test
+def daemon_log_is_clean(rig):
+    rig.stop()
+    text = rig.log_text()
+    for marker in ("AddressSanitizer", "LeakSanitizer", "runtime error:", "ThreadSanitizer"):
+        assert marker not in text, text[-4000:]
+    # Never a secret in a log line.
+    assert rig.alice["secret"] not in text and rig.alice["refresh_token"] not in text
+    assert "session %s registered" % rig.alice["id"] in text
+    rig.start("--grace", "3600")
+
+
 if __name__ == "__main__":
     run(setup, teardown)
