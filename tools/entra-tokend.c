@@ -1085,10 +1085,12 @@ static void *conn_thread(void *arg)
 
 static void accept_one(int lfd, bool is_unix)
 {
+#define BUSY_BODY "{\"statusCode\":503,\"error\":\"temporarily_unavailable\"," \
+		  "\"message\":\"Too many connections; try again later.\"}"
 	static const char busy[] =
 		"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-		"Content-Length: 109\r\nConnection: close\r\n\r\n"
-		"{\"statusCode\":503,\"error\":\"temporarily_unavailable\",\"message\":\"Too many connections; try again later.\"}";
+		"Content-Length: 103\r\nConnection: close\r\n\r\n" BUSY_BODY;
+	_Static_assert(sizeof(BUSY_BODY) - 1 == 103, "Content-Length of the 503 body");
 	atomic_int *count = is_unix ? &D.unix_conns : &D.tcp_conns;
 	int limit = is_unix ? MAX_UNIX_CONNECTIONS : D.max_connections;
 	pthread_attr_t attr;
@@ -1283,6 +1285,7 @@ static void usage(FILE *f)
 static void shutdown_all(void)
 {
 	pthread_mutex_lock(&D.lock);
+	entra_log(&D.log, LOG_NOTICE, "stopping; %zu session(s) forgotten", D.nsessions);
 	for (struct session *s = D.sessions; s != NULL; s = s->next) {
 		pthread_mutex_lock(&s->lock);
 		entra_free_secret(s->refresh_token);
@@ -1414,7 +1417,6 @@ int main(int argc, char **argv)
 			next_scan = entra_monotonic_ms() + (int64_t)D.scan_interval * 1000;
 		}
 	}
-	entra_log(&D.log, LOG_NOTICE, "stopping; %zu session(s) forgotten", D.nsessions);
 	shutdown_all();
 	return 0;
 bad:

@@ -215,7 +215,11 @@ def slow_clients_are_bounded(rig):
         for s in idle:
             s.settimeout(0.2)
             try:
-                if s.recv(4096).startswith(b"HTTP/1.1 503"):
+                data = s.recv(4096)
+                if data.startswith(b"HTTP/1.1 503"):
+                    assert status_of(data) == 503 and body_of(data)["statusCode"] == 503, data
+                    assert int(data.split(b"Content-Length: ")[1].split(b"\r\n")[0]) == \
+                        len(data.split(b"\r\n\r\n", 1)[1]), data
                     turned += 1
             except socket.timeout:
                 pass
