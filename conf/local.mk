@@ -1,1 +1,4 @@
 # conf
+# The documented example configuration (pam_entra.conf(5)).
+pamentraexampledir = $(docdir)/examples
+dist_pamentraexample_DATA = conf/pam_entra.conf

@@ -22,10 +22,14 @@ struct entra_identity {
 	bool groups_overage; /* _claim_names.groups present: groups not in the token */
 };
 
-/* From verified ID-token claims. Requires identity_claim and
- * username_claim as strings; every value kept must pass
+/* From verified ID-token claims. Requires identity_claim (<= 128 bytes),
+ * username_claim and sub as strings; every value kept must pass
  * entra_value_is_safe (no control characters, bounded length), and
- * username must pass entra_name_is_valid. 0 or -EINVAL with reason. */
+ * username must pass entra_name_is_valid. tid and iss are optional; a tid
+ * must be a GUID and, when the configured tenant is a GUID, equal it.
+ * groups/roles must be arrays of strings. An unsafe or non-string "name"
+ * is dropped (display_name NULL), not fatal. 0, -EINVAL with reason, or
+ * -ENOMEM; on failure id holds nothing to free. */
 int entra_identity_from_claims(struct json_object *claims, const struct entra_config *cfg,
 			       struct entra_identity *id, char *reason, size_t reason_len);
 void entra_identity_free(struct entra_identity *id);
@@ -37,15 +41,21 @@ enum entra_account_kind {
 };
 
 /* Classify a PAM user name before any network I/O: "NOT_OURS" must never
- * start a device flow. Service accounts: in service_accounts by name (a
- * "@group" entry is resolved by the caller, see group_members), or uid in
- * service_uids. uid may be (uid_t)-1 when unknown. */
+ * start a device flow. In order: invalid names, root/uid 0 and
+ * local_users (case-insensitive) are NOT_OURS; service accounts are
+ * those named exactly in service_accounts, members of a "@group" entry
+ * (user_groups: the NULL-terminated group names of the user, looked up by
+ * the caller; may be NULL), or with a uid in service_uids; an existing
+ * account (uid known) outside uid_min..uid_max is NOT_OURS; then the
+ * mapping decides (file mode reads the map file). uid is -1 or
+ * (uid_t)-1 when unknown. */
 enum entra_account_kind entra_classify_account(const struct entra_config *cfg, const char *user,
 					       long uid, const char *const *user_groups);
 
 /* The UPN expected for a local name under the mapping, e.g. "alice" ->
- * "alice@contoso.com" (localpart with one allowed domain). For the file
- * mapping, the map file is read. NULL when the name maps to no one. */
+ * "alice@contoso.com" (localpart: with the first allowed domain). For the
+ * file mapping, the map file is read: the first UPN entry of the name,
+ * else its first object id. NULL when the name maps to no one. Free it. */
 char *entra_expected_upn(const struct entra_config *cfg, const char *user);
 
 /* Does the identity own this local account under the configured mapping?

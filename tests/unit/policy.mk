@@ -1,1 +1,11 @@
-# unit/policy.mk
+# unit/policy.mk: config and policy units.
+if HAVE_CMOCKA
+check_PROGRAMS += tests/unit/test_config tests/unit/test_policy
+TESTS += tests/unit/test_config tests/unit/test_policy
+tests_unit_test_config_SOURCES = tests/unit/test_config.c
+tests_unit_test_config_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_config_LDADD = $(TEST_LIBS)
+tests_unit_test_policy_SOURCES = tests/unit/test_policy.c
+tests_unit_test_policy_CFLAGS = $(TEST_CFLAGS)
+tests_unit_test_policy_LDADD = $(TEST_LIBS)
+endif
