@@ -92,6 +92,7 @@ static const struct key_def keys[] = {
 	STR(service_resource),
 	STR(service_client_id),
 	LIST(service_identities),
+	BOOL(service_token_required),
 	BOOL(export_token),
 	BOOL(qr_code),
 	BOOL(debug),
@@ -561,7 +562,7 @@ int entra_config_load(struct entra_config *cfg, const char *path, bool check_own
 	rc = entra_config_read_file(path, ENTRA_CONFIG_MAX_FILE, check_owner, &buf);
 	if (rc < 0) {
 		if (rc == -EFBIG)
-			set_err(err, errlen, "%s: larger than %d bytes", path,
+			set_err(err, errlen, "%s: larger than %zu bytes", path,
 				ENTRA_CONFIG_MAX_FILE);
 		else
 			set_err(err, errlen, "%s: %s", path, read_error_hint(rc));
@@ -713,7 +714,11 @@ static bool home_template_ok(const char *t)
 {
 	bool has_user = false;
 
-	if (t[0] != '/' || strstr(t, "/../") != NULL || strstr(t, "/./") != NULL)
+	size_t len = strlen(t);
+
+	if (t[0] != '/' || strstr(t, "/../") != NULL || strstr(t, "/./") != NULL ||
+	    (len >= 3 && strcmp(t + len - 3, "/..") == 0) ||
+	    (len >= 2 && strcmp(t + len - 2, "/.") == 0))
 		return false;
 	for (const char *p = t; *p != '\0'; p++) {
 		if (*p != '%')

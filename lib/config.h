@@ -12,9 +12,9 @@
 #include "buf.h"
 
 #define ENTRA_DEFAULT_CONFIG SYSCONFDIR "/security/pam_entra.conf"
-#define ENTRA_CONFIG_MAX_FILE (64 * 1024) /* bytes in the config file */
+#define ENTRA_CONFIG_MAX_FILE ((size_t)64 * 1024) /* bytes in the config file */
 #define ENTRA_CONFIG_MAX_LINE 4096        /* bytes in one line, without the newline */
-#define ENTRA_MAP_MAX_FILE (1024 * 1024)  /* bytes in the map file */
+#define ENTRA_MAP_MAX_FILE ((size_t)1024 * 1024) /* bytes in the map file */
 
 struct entra_strlist {
 	char **items;
@@ -87,6 +87,7 @@ struct entra_config {
 	char *service_resource; /* default = resource */
 	char *service_client_id;/* user-assigned identity for all services; NULL = system-assigned */
 	struct entra_strlist service_identities; /* "account:client-id" pairs */
+	bool service_token_required; /* no token -> no session; default false: open without one, logged */
 
 	/* session */
 	bool export_token;      /* put the raw access token in ENTRA_ACCESS_TOKEN, default false */

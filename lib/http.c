@@ -540,7 +540,7 @@ int entra_http_post_form(struct entra_http *http, const char *url, const char *f
 			response_init(resp, 0);
 		return -EINVAL;
 	}
-	return perform(http, "POST", url, form != NULL ? form : "", headers, resp);
+	return perform(http, "POST", url, form, headers, resp);
 }
 
 static bool unreserved(unsigned char c)

@@ -384,7 +384,10 @@ static enum entra_jwt_status jws_split(const char *token, struct jws *j,
 			set_reason(reason, reason_len, "more than three segments");
 			goto malformed;
 		}
-		if (token + i == seg) {
+		/* An empty signature is refused by the callers, after the
+		 * header has been looked at: "alg":"none" deserves its own
+		 * reason. */
+		if (token + i == seg && nseg < 2) {
 			set_reason(reason, reason_len, "empty %s segment", names[nseg]);
 			goto malformed;
 		}
@@ -426,6 +429,10 @@ struct json_object *entra_jwt_decode_unverified(const char *token)
 
 	if (jws_split(token, &j, NULL, 0) != ENTRA_JWT_OK)
 		return NULL;
+	if (j.sig_len == 0) {
+		jws_free(&j);
+		return NULL;
+	}
 	header = entra_json_parse_object((const char *)j.header, j.header_len);
 	if (header != NULL)
 		payload = entra_json_parse_object((const char *)j.payload, j.payload_len);
@@ -733,7 +740,7 @@ static enum entra_jwt_status check_issuer(struct json_object *claims, const char
 	r = expand_issuer(tmpl, tid, &expected);
 	if (r == -EINVAL) {
 		set_reason(reason, reason_len, "%s issuer needs the tid, and tid \"%s\" is not a GUID",
-			   whose, tid != NULL ? shown(sb1, tid) : "(missing)");
+			   whose, tid != NULL ? shown(sb1, tid) : "(missing or not a string)");
 		return ENTRA_JWT_BAD_ISSUER;
 	}
 	if (r < 0) {
@@ -795,7 +802,7 @@ static enum entra_jwt_status check_claims(struct json_object *claims,
 		tid = entra_json_get_string(claims, "tid");
 		if (tid == NULL || !entra_is_guid(tid) || !entra_streq_nocase(tid, expect->tenant_id)) {
 			set_reason(reason, reason_len, "tid \"%s\" is not the tenant %s",
-				   tid != NULL ? shown(sb1, tid) : "(missing)",
+				   tid != NULL ? shown(sb1, tid) : "(missing or not a string)",
 				   shown(sb2, expect->tenant_id));
 			return ENTRA_JWT_BAD_TENANT;
 		}
@@ -845,6 +852,11 @@ enum entra_jwt_status entra_jwt_verify(const char *token, const struct entra_jwk
 	st = check_header(header, jwks, &key, reason, reason_len);
 	if (st != ENTRA_JWT_OK)
 		goto out;
+	if (j.sig_len == 0) {
+		set_reason(reason, reason_len, "empty signature segment");
+		st = ENTRA_JWT_MALFORMED;
+		goto out;
+	}
 	/* Nothing in the payload is looked at before this. */
 	if (!signature_ok(key, token, j.signed_len, j.sig, j.sig_len)) {
 		shown_buf sb;

@@ -1,3 +1,3 @@
-# man
+# man pages, hand-written troff
 dist_man_MANS += man/pam_entra.8
 dist_man_MANS += man/pam_entra.conf.5

@@ -5,11 +5,14 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define PAM_SM_AUTH
@@ -23,10 +26,15 @@
 #include "buf.h"
 #include "config.h"
 #include "log.h"
+#include "http.h"
+#include "jwt.h"
 #include "login.h"
+#include "msi.h"
 #include "names.h"
 #include "policy.h"
 #include "session.h"
+#include "userdb.h"
+#include "userdb_config.h"
 
 #define DATA_LOGIN "pam_entra_login"
 #define DATA_SESSION "pam_entra_session"
@@ -43,6 +51,7 @@ struct login_data {
 	struct entra_login_result login;
 	struct entra_decision decision;
 	bool authorized;
+	struct entra_userdb_entry account; /* as recorded in the user database */
 };
 
 struct session_data {
@@ -103,6 +112,7 @@ static void cleanup_login_data(pam_handle_t *pamh, void *data, int error_status)
 	(void)pamh;
 	(void)error_status;
 	entra_login_result_free(&ld->login);
+	entra_userdb_entry_free(&ld->account);
 	explicit_bzero(ld, sizeof(*ld));
 	free(ld);
 }
@@ -165,10 +175,9 @@ static enum entra_account_kind classify(const struct entra_config *cfg, const ch
 	char buf[4096];
 	long uid = -1;
 
-	/* A service account may be named by uid range: look the uid up, but
-	 * only for local accounts the system already knows. */
-	if (cfg->service_uid_max > 0 && getpwnam_r(user, &pw, buf, sizeof(buf), &found) == 0 &&
-	    found != NULL)
+	/* The uid decides for service_uids, and an existing account outside
+	 * the Entra uid range (sshd, ubuntu, ...) is never an Entra account. */
+	if (getpwnam_r(user, &pw, buf, sizeof(buf), &found) == 0 && found != NULL)
 		uid = (long)found->pw_uid;
 	return entra_classify_account(cfg, user, uid, NULL);
 }
@@ -249,6 +258,45 @@ EXPORT int pam_sm_setcred(pam_handle_t *pamh, int flags, int argc, const char **
 	return PAM_SUCCESS;
 }
 
+/* Record the login in the user database behind the NSS module: binds the
+ * account name to the object id (a different person claiming a recorded
+ * name is refused) and yields the uid, gid and home the session uses. */
+static int record_account(pam_handle_t *pamh, const struct module_state *st, struct login_data *ld)
+{
+	struct entra_userdb_rules rules;
+	struct entra_userdb_writer writer = { st->cfg->db_dir, &rules, NULL, &st->log };
+	struct entra_userdb_login login = {
+		.name = ld->user,
+		.object_id = ld->login.identity.object_id,
+		.tenant_id = ld->login.identity.tenant_id,
+		.display_name = ld->login.identity.display_name,
+		.admin = ld->decision.admin,
+		.when = (int64_t)time(NULL),
+	};
+	char reason[256];
+	int rc;
+
+	if (entra_userdb_rules_from_config(st->cfg, &rules, reason, sizeof(reason)) < 0) {
+		entra_log(&st->log, LOG_ERR, "account %s: user database rules: %s", ld->user, reason);
+		return PAM_SYSTEM_ERR;
+	}
+	rc = entra_userdb_record_login(&writer, &login, &ld->account, reason, sizeof(reason));
+	if (rc == -EEXIST) {
+		entra_log(&st->log, LOG_WARNING, "account %s refused for object id %s: %s", ld->user,
+			  ld->login.identity.object_id, reason);
+		tell_person(pamh, "This account name belongs to another Entra user on this host. Ask your administrator.");
+		return PAM_PERM_DENIED;
+	}
+	if (rc < 0) {
+		entra_log(&st->log, LOG_ERR, "account %s: cannot record the login in %s: %s", ld->user,
+			  st->cfg->db_dir, reason);
+		return PAM_SYSTEM_ERR;
+	}
+	entra_log(&st->log, LOG_INFO, "account %s: uid %u%s", ld->user, ld->account.uid,
+		  ld->account.admin ? ", member of the admin group" : "");
+	return PAM_SUCCESS;
+}
+
 EXPORT int pam_sm_acct_mgmt(pam_handle_t *pamh, int flags, int argc, const char **argv)
 {
 	struct module_state st;
@@ -284,8 +332,9 @@ EXPORT int pam_sm_acct_mgmt(pam_handle_t *pamh, int flags, int argc, const char 
 		rc = PAM_PERM_DENIED;
 		goto out;
 	}
-	ld->authorized = true;
-	rc = PAM_SUCCESS;
+	rc = record_account(pamh, &st, ld);
+	if (rc == PAM_SUCCESS)
+		ld->authorized = true;
 out:
 	free_state(&st);
 	return rc;
@@ -313,16 +362,189 @@ static int put_env(pam_handle_t *pamh, const struct entra_session_env *env)
 	return PAM_SUCCESS;
 }
 
+/* Create the session's directory and files for req, export its
+ * environment, and remember its id for close_session. */
+static int start_session(pam_handle_t *pamh, const struct module_state *st,
+			 const struct entra_session_request *req)
+{
+	struct entra_session_env env = { NULL, 0 };
+	struct session_data *sd = calloc(1, sizeof(*sd));
+	int rc;
+
+	if (sd == NULL || entra_session_new_id(sd->id) < 0) {
+		free(sd);
+		return PAM_BUF_ERR;
+	}
+	sd->uid = req->uid;
+	if (entra_session_open(st->cfg, sd->id, req, &env, &st->log) < 0) {
+		free(sd);
+		return PAM_SESSION_ERR;
+	}
+	rc = put_env(pamh, &env);
+	if (rc == PAM_SUCCESS)
+		rc = pam_set_data(pamh, DATA_SESSION, sd, cleanup_free);
+	if (rc != PAM_SUCCESS) {
+		entra_session_close(st->cfg, sd->id, req->uid, &st->log);
+		free(sd);
+	}
+	entra_session_env_free(&env);
+	return rc;
+}
+
+/* The user-assigned identity of a service account: its own entry in
+ * service_identities ("account:client-id"), else service_client_id, else
+ * NULL (system-assigned). */
+static const char *service_client_id(const struct entra_config *cfg, const char *user)
+{
+	size_t len = strlen(user);
+
+	for (size_t i = 0; i < cfg->service_identities.count; i++) {
+		const char *entry = cfg->service_identities.items[i];
+		if (strncmp(entry, user, len) == 0 && entry[len] == ':')
+			return entry + len + 1;
+	}
+	return cfg->service_client_id;
+}
+
+/* A string claim of a managed-identity token, for the session's
+ * description only (the token is the endpoint's, not ours to verify). */
+static char *unverified_claim(const char *token, const char *name)
+{
+	struct json_object *claims = entra_jwt_decode_unverified(token), *v;
+	char *out = NULL;
+
+	if (claims == NULL)
+		return NULL;
+	if (json_object_object_get_ex(claims, name, &v) && json_object_is_type(v, json_type_string) &&
+	    entra_value_is_safe(json_object_get_string(v), 128))
+		out = strdup(json_object_get_string(v));
+	json_object_put(claims);
+	return out;
+}
+
+/* open_session for a local service account: a managed-identity token from
+ * the shared cache (or the endpoint), placed per the session contract. */
+static int open_service_session(pam_handle_t *pamh, const struct module_state *st, const char *user)
+{
+	struct entra_http_options http_opt = {
+		.ca_file = st->cfg->ca_file,
+		.timeout_ms = (long)st->cfg->http_timeout * 1000,
+		.allow_plain_http = true,
+	};
+	struct entra_msi_token tok;
+	struct entra_session_request req;
+	struct entra_http *http = NULL;
+	char **pam_env = NULL, *tenant = NULL, *object_id = NULL;
+	const char *resource = st->cfg->service_resource ? st->cfg->service_resource : st->cfg->resource;
+	bool required = st->cfg->service_token_required;
+	uid_t uid;
+	gid_t gid;
+	int rc = required ? PAM_SESSION_ERR : PAM_IGNORE;
+
+	memset(&tok, 0, sizeof(tok));
+	if (lookup_account(user, &uid, &gid) < 0) {
+		entra_log(&st->log, LOG_ERR, "service session for %s: no such local account", user);
+		return PAM_SESSION_ERR;
+	}
+	/* The managed-identity variables come from the PAM environment
+	 * (pam_env, /etc/environment), never from the calling process, whose
+	 * environment the user of su or sudo controls. */
+	pam_env = pam_getenvlist(pamh);
+	http = entra_http_new(&http_opt, &st->log);
+	if (http == NULL)
+		goto out;
+	{
+		struct entra_msi_request mreq = {
+			.source = st->cfg->msi_source,
+			.env = (const char *const *)pam_env,
+			.imds_host = st->cfg->imds_endpoint,
+			.client_id = service_client_id(st->cfg, user),
+			.resource = resource,
+			.cache_dir = st->cfg->cache_dir,
+			.total_ms = (long)st->cfg->http_timeout * 1000,
+		};
+		if (entra_msi_get_token(&mreq, http, &st->log, &tok) < 0) {
+			entra_log(&st->log, required ? LOG_ERR : LOG_WARNING,
+				  "service session for %s %s without a managed-identity token: %s", user,
+				  required ? "refused" : "opened", tok.error);
+			goto out;
+		}
+	}
+	tenant = unverified_claim(tok.access_token, "tid");
+	object_id = unverified_claim(tok.access_token, "oid");
+	req = (struct entra_session_request){
+		.user = user,
+		.uid = uid,
+		.gid = gid,
+		.identity_kind = "managed-identity",
+		.tenant_id = tenant,
+		.object_id = object_id,
+		.access_token = tok.access_token,
+		.expires_on = (time_t)tok.expires_on,
+		.resource = resource,
+	};
+	rc = start_session(pamh, st, &req);
+	if (rc != PAM_SUCCESS)
+		goto out;
+	entra_log(&st->log, LOG_NOTICE, "service session for %s: managed-identity token from %s%s",
+		  user, entra_msi_source_name(tok.source), tok.from_cache ? " (cached)" : "");
+out:
+	if (pam_env != NULL) {
+		for (size_t i = 0; pam_env[i] != NULL; i++)
+			entra_free_secret(pam_env[i]);
+		free(pam_env);
+	}
+	entra_msi_token_clear(&tok);
+	entra_http_free(http);
+	free(tenant);
+	free(object_id);
+	return rc;
+}
+
+/* The home directory at the first session: 0700, the user's, empty (use
+ * pam_mkhomedir instead for /etc/skel). An existing path is left alone. */
+static int create_home(const struct module_state *st, const char *home, uid_t uid, gid_t gid)
+{
+	char parent[ENTRA_USERDB_PATH_MAX];
+	const char *base;
+	int dir_fd, rc = 0;
+
+	base = strrchr(home, '/');
+	if (home[0] != '/' || base == NULL || base[1] == '\0' || !entra_name_is_valid(base + 1) ||
+	    (size_t)(base - home) >= sizeof(parent)) {
+		entra_log(&st->log, LOG_ERR, "home directory '%s' is not an absolute path ending in a valid name", home);
+		return -EINVAL;
+	}
+	memcpy(parent, home, (size_t)(base - home));
+	parent[base - home] = '\0';
+	dir_fd = open(parent[0] ? parent : "/", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dir_fd < 0) {
+		rc = -errno;
+		entra_log(&st->log, LOG_ERR, "cannot open %s to create home directories: %s", parent, strerror(-rc));
+		return rc;
+	}
+	if (mkdirat(dir_fd, base + 1, 0700) == 0) {
+		if (fchownat(dir_fd, base + 1, uid, gid, AT_SYMLINK_NOFOLLOW) < 0) {
+			rc = -errno;
+			unlinkat(dir_fd, base + 1, AT_REMOVEDIR);
+		} else {
+			entra_log(&st->log, LOG_NOTICE, "created home directory %s", home);
+		}
+	} else if (errno != EEXIST) {
+		rc = -errno;
+	}
+	if (rc < 0)
+		entra_log(&st->log, LOG_ERR, "cannot create home directory %s: %s", home, strerror(-rc));
+	close(dir_fd);
+	return rc;
+}
+
 EXPORT int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, const char **argv)
 {
 	struct module_state st;
 	struct login_data *ld = NULL;
-	struct session_data *sd = NULL;
-	struct entra_session_env env = { NULL, 0 };
 	struct entra_session_request req;
 	const char *user = NULL;
-	uid_t uid;
-	gid_t gid;
 	int rc;
 
 	(void)flags;
@@ -332,6 +554,10 @@ EXPORT int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, const ch
 	rc = get_user(pamh, &st, &user);
 	if (rc != PAM_SUCCESS)
 		goto out;
+	if (classify(st.cfg, user) == ENTRA_ACCOUNT_SERVICE) {
+		rc = open_service_session(pamh, &st, user);
+		goto out;
+	}
 	if (pam_get_data(pamh, DATA_LOGIN, (const void **)&ld) != PAM_SUCCESS || ld == NULL) {
 		entra_log(&st.log, LOG_DEBUG, "no Entra login for %s in this transaction: no session token", user);
 		rc = PAM_IGNORE;
@@ -342,21 +568,15 @@ EXPORT int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, const ch
 		rc = PAM_SESSION_ERR;
 		goto out;
 	}
-	if (lookup_account(user, &uid, &gid) < 0) {
-		entra_log(&st.log, LOG_ERR, "session for %s refused: the account is not known to the system (NSS)", user);
+	if (st.cfg->create_home &&
+	    create_home(&st, ld->account.home, ld->account.uid, ld->account.gid) < 0) {
 		rc = PAM_SESSION_ERR;
 		goto out;
 	}
-	sd = calloc(1, sizeof(*sd));
-	if (sd == NULL || entra_session_new_id(sd->id) < 0) {
-		rc = PAM_BUF_ERR;
-		goto out;
-	}
-	sd->uid = uid;
 	req = (struct entra_session_request){
 		.user = user,
-		.uid = uid,
-		.gid = gid,
+		.uid = ld->account.uid,
+		.gid = ld->account.gid,
 		.identity_kind = "user",
 		.tenant_id = ld->login.identity.tenant_id,
 		.object_id = ld->login.identity.object_id,
@@ -366,21 +586,8 @@ EXPORT int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, const ch
 		.resource = st.cfg->resource,
 		.refresh_token = ld->login.tokens.refresh_token,
 	};
-	if (entra_session_open(st.cfg, sd->id, &req, &env, &st.log) < 0) {
-		rc = PAM_SESSION_ERR;
-		goto out;
-	}
-	rc = put_env(pamh, &env);
-	if (rc == PAM_SUCCESS)
-		rc = pam_set_data(pamh, DATA_SESSION, sd, cleanup_free);
-	if (rc != PAM_SUCCESS) {
-		entra_session_close(st.cfg, sd->id, uid, &st.log);
-		goto out;
-	}
-	sd = NULL;
+	rc = start_session(pamh, &st, &req);
 out:
-	entra_session_env_free(&env);
-	free(sd);
 	free_state(&st);
 	return rc;
 }

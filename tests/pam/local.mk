@@ -4,7 +4,7 @@ check_PROGRAMS += tests/pam/test_pam_login
 TESTS += tests/pam/test_pam_login
 tests_pam_test_pam_login_SOURCES = tests/pam/test_pam_login.c tests/pam/pam_harness.c tests/pam/pam_harness.h
 tests_pam_test_pam_login_CFLAGS = $(TEST_CFLAGS) $(PAMTEST_CFLAGS)
-tests_pam_test_pam_login_LDADD = $(PAMTEST_LIBS) $(PAM_LIBS) $(CMOCKA_LIBS) $(JSONC_LIBS) $(CURL_LIBS)
+tests_pam_test_pam_login_LDADD = lib/libentra_base.la $(PAMTEST_LIBS) $(PAM_LIBS) $(CMOCKA_LIBS) $(JSONC_LIBS) $(CURL_LIBS)
 endif
 
 check_PROGRAMS += tests/pam/test_symbols

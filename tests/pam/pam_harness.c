@@ -13,6 +13,8 @@
 #include <unistd.h>
 #include <curl/curl.h>
 
+#include "userdb.h"
+
 struct harness H;
 
 static const char *python3(void)
@@ -80,6 +82,8 @@ static int wait_for_fake(void)
 				return -1;
 			if (json_object_object_get_ex(obj, "https_port", &v))
 				H.https_port = json_object_get_int(v);
+			if (json_object_object_get_ex(obj, "http_port", &v))
+				H.http_port = json_object_get_int(v);
 			if (json_object_object_get_ex(obj, "tenant_id", &v))
 				snprintf(H.tenant_id, sizeof(H.tenant_id), "%s", json_object_get_string(v));
 			if (json_object_object_get_ex(obj, "ca_file", &v))
@@ -111,8 +115,9 @@ int harness_write_config(const char *path, const char *extra)
 		 "login_timeout = 20\n"
 		 "http_timeout = 3\n"
 		 "qr_code = no\n"
+		 "home_template = %s/home/%%u\n"
 		 "%s",
-		 H.tenant_id, H.authority, H.ca_file, H.cache_dir, H.run_dir, H.db_dir,
+		 H.tenant_id, H.authority, H.ca_file, H.cache_dir, H.run_dir, H.db_dir, H.dir,
 		 extra ? extra : "");
 	return write_text(path, text, 0644);
 }
@@ -148,9 +153,24 @@ int harness_stack_service(const char *name)
 	return write_text(path, text, 0644);
 }
 
+int harness_service_session_stack(const char *name, const char *args)
+{
+	char path[400], text[4096], module[400];
+
+	snprintf(module, sizeof(module), "%s/pam_module/.libs/pam_entra.so", builddir());
+	snprintf(path, sizeof(path), "%s/%s", H.service_dir, name);
+	snprintf(text, sizeof(text),
+		 "auth     required pam_permit.so\n"
+		 "account  required pam_permit.so\n"
+		 "session  [success=ok ignore=ignore default=bad] %s conf=%s %s\n"
+		 "session  required pam_permit.so\n",
+		 module, H.conf, args);
+	return write_text(path, text, 0644);
+}
+
 int harness_start(void)
 {
-	char path[400], passwd[1024];
+	char path[400];
 	pid_t pid;
 
 	snprintf(H.dir, sizeof(H.dir), "/tmp/pam_entra_test.XXXXXX");
@@ -162,7 +182,7 @@ int harness_start(void)
 	snprintf(H.run_dir, sizeof(H.run_dir), "%s/run", H.dir);
 	snprintf(H.cache_dir, sizeof(H.cache_dir), "%s/cache", H.dir);
 	snprintf(H.db_dir, sizeof(H.db_dir), "%s/db", H.dir);
-	if (mkdir(H.fake_dir, 0700) < 0 || mkdir(H.service_dir, 0755) < 0 ||
+	if (chmod(H.dir, 0755) < 0 || mkdir(H.fake_dir, 0700) < 0 || mkdir(H.service_dir, 0755) < 0 ||
 	    mkdir(H.db_dir, 0755) < 0)
 		return -1;
 
@@ -201,21 +221,9 @@ int harness_start(void)
 	if (harness_service("entra", "") < 0)
 		return -1;
 
-	/* Entra users as the system would know them through NSS. */
-	snprintf(path, sizeof(path), "%s/passwd", H.dir);
-	snprintf(passwd, sizeof(passwd),
-		 "root:x:0:0:root:/root:/bin/bash\n"
-		 "breakglass:x:1000:1000::/home/breakglass:/bin/bash\n"
-		 "alice@contoso.com:x:1900000001:1900000001:Alice:/home/alice@contoso.com:/bin/bash\n"
-		 "bob@contoso.com:x:1900000002:1900000002:Bob:/home/bob@contoso.com:/bin/bash\n");
-	if (write_text(path, passwd, 0644) < 0)
+	snprintf(path, sizeof(path), "%s/home", H.dir);
+	if (mkdir(path, 0755) < 0)
 		return -1;
-	setenv("NSS_WRAPPER_PASSWD", path, 1);
-	snprintf(path, sizeof(path), "%s/group", H.dir);
-	if (write_text(path, "root:x:0:\nbreakglass:x:1000:\nalice@contoso.com:x:1900000001:\n"
-			     "bob@contoso.com:x:1900000002:\n", 0644) < 0)
-		return -1;
-	setenv("NSS_WRAPPER_GROUP", path, 1);
 	setenv("PAM_WRAPPER_SERVICE_DIR", H.service_dir, 1);
 	return 0;
 }
@@ -448,6 +456,20 @@ const char *log_capture_end(void)
 	snprintf(captured, sizeof(captured), "%s", text ? text : "");
 	free(text);
 	return captured;
+}
+
+long harness_uid_of(const char *name)
+{
+	struct entra_userdb *db = NULL;
+	struct entra_userdb_user user;
+	long uid = -1;
+
+	if (entra_userdb_open(H.db_dir, &db, NULL, 0) < 0)
+		return -1;
+	if (entra_userdb_find_name(db, name, &user) == 0)
+		uid = (long)user.uid;
+	entra_userdb_close(db);
+	return uid;
 }
 
 const char *env_get(char **envlist, const char *name)

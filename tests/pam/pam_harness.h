@@ -32,6 +32,7 @@ struct harness {
 	char service_dir[300];
 	char run_dir[300], cache_dir[300], db_dir[300];
 	int https_port;
+	int http_port;            /* the fake's managed-identity endpoints */
 	char authority[128];
 	char ca_file[320];
 	char tenant_id[64];
@@ -51,6 +52,10 @@ int harness_service(const char *name, const char *args);
 /* A production-like stack: pam_entra, then pam_permit standing for pam_unix. */
 int harness_stack_service(const char *name);
 
+/* Sessions as cron or su by root open them: no pam_entra auth, then
+ * pam_entra's session (args) before pam_permit. */
+int harness_service_session_stack(const char *name, const char *args);
+
 /* Write a config file at path: the default config plus extra lines. */
 int harness_write_config(const char *path, const char *extra);
 
@@ -69,6 +74,9 @@ int person_conv(int num_msg, const struct pam_message **msg, struct pam_response
 void log_capture_begin(void);
 /* Ends the capture; returns the captured text (static buffer). */
 const char *log_capture_end(void);
+
+/* The uid the user database gave name, or -1. */
+long harness_uid_of(const char *name);
 
 /* Look up NAME in a NULL-terminated env list; NULL when absent. */
 const char *env_get(char **envlist, const char *name);

@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -19,10 +21,9 @@
 #include "pam_harness.h"
 
 #define ALICE "alice@contoso.com"
-#define ALICE_CLAIMS "{\"preferred_username\":\"alice@contoso.com\",\"name\":\"Alice Example\"," \
-	"\"oid\":\"0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9\"}"
+#define ALICE_ID "\"preferred_username\":\"alice@contoso.com\",\"oid\":\"0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9\""
+#define ALICE_CLAIMS "{" ALICE_ID ",\"name\":\"Alice Example\"}"
 #define BOB_CLAIMS "{\"preferred_username\":\"bob@contoso.com\",\"oid\":\"1b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9\"}"
-#define ALICE_UID 1900000001
 #define GROUP_OK "5a5a5a5a-1111-2222-3333-444444444444"
 
 /* Run auth + account + open_session (+ env, handle) with the person. */
@@ -112,11 +113,17 @@ static void test_login_opens_session(void **state)
 	char host[256], path[600];
 	const char *dir, *file, *id;
 	struct stat st;
+	long uid;
 
 	(void)state;
 	reset_fake();
 	run_full(&r, "entra", ALICE, &p);
 	assert_int_equal(r.err, PAMTEST_ERR_OK);
+	uid = harness_uid_of(ALICE);
+	assert_true(uid >= 1900000000 && uid <= 1999999999);
+	/* The home directory was made at the first session. */
+	snprintf(path, sizeof(path), "%s/home/%s", H.dir, ALICE);
+	assert_mode_owner(path, 0700, (uid_t)uid);
 
 	/* What the person saw: one prompt with everything in it. */
 	gethostname(host, sizeof(host));
@@ -143,8 +150,8 @@ static void test_login_opens_session(void **state)
 	assert_true(strtoll(env_get(r.env, "ENTRA_TOKEN_EXPIRES_ON"), NULL, 10) > time(NULL) + 600);
 	assert_null(env_get(r.env, "ENTRA_ACCESS_TOKEN"));      /* only when export_token */
 	assert_null(env_get(r.env, "AZUREML_ARM_WORKSPACE_NAME")); /* no workspace configured */
-	assert_mode_owner(dir, 0700, ALICE_UID);
-	assert_mode_owner(file, 0600, ALICE_UID);
+	assert_mode_owner(dir, 0700, (uid_t)uid);
+	assert_mode_owner(file, 0600, (uid_t)uid);
 	snprintf(path, sizeof(path), "%s/private/%s", H.run_dir, id);
 	assert_mode_owner(path, 0600, 0);
 	snprintf(path, sizeof(path), "%s/private", H.run_dir);
@@ -496,13 +503,13 @@ static void test_allow_groups(void **state)
 {
 	(void)state;
 	expect_account("entra-groups",
-		       "{\"preferred_username\":\"alice@contoso.com\",\"groups\":[\"" GROUP_OK "\"]}",
+		       "{" ALICE_ID ",\"groups\":[\"" GROUP_OK "\"]}",
 		       PAM_SUCCESS, GROUP_OK);
 	expect_account("entra-groups",
-		       "{\"preferred_username\":\"alice@contoso.com\",\"groups\":[\"6b6b6b6b-1111-2222-3333-444444444444\"]}",
+		       "{" ALICE_ID ",\"groups\":[\"6b6b6b6b-1111-2222-3333-444444444444\"]}",
 		       PAM_PERM_DENIED, "denied");
 	expect_account("entra-groups",
-		       "{\"preferred_username\":\"alice@contoso.com\",\"_claim_names\":{\"groups\":\"src1\"},"
+		       "{" ALICE_ID ",\"_claim_names\":{\"groups\":\"src1\"},"
 		       "\"_claim_sources\":{\"src1\":{\"endpoint\":\"https://graph.microsoft.com/v1.0/users/x/getMemberObjects\"}}}",
 		       PAM_PERM_DENIED, "overage");
 }
@@ -510,9 +517,9 @@ static void test_allow_groups(void **state)
 static void test_allow_roles_and_users(void **state)
 {
 	(void)state;
-	expect_account("entra-roles", "{\"preferred_username\":\"alice@contoso.com\",\"roles\":[\"Login.Node\"]}",
+	expect_account("entra-roles", "{" ALICE_ID ",\"roles\":[\"Login.Node\"]}",
 		       PAM_SUCCESS, "Login.Node");
-	expect_account("entra-roles", "{\"preferred_username\":\"alice@contoso.com\",\"roles\":[\"Reader\"]}",
+	expect_account("entra-roles", "{" ALICE_ID ",\"roles\":[\"Reader\"]}",
 		       PAM_PERM_DENIED, "denied");
 	expect_account("entra-users", ALICE_CLAIMS, PAM_PERM_DENIED, "denied");
 }
@@ -534,7 +541,7 @@ static void test_workspace_and_exported_token(void **state)
 	assert_string_equal(env_get(r.env, "AZUREML_ARM_WORKSPACE_NAME"), "ws-vision");
 	assert_non_null(env_get(r.env, "ENTRA_ACCESS_TOKEN"));
 	snprintf(path, sizeof(path), "%s/config.json", env_get(r.env, "ENTRA_SESSION_DIR"));
-	assert_mode_owner(path, 0600, ALICE_UID);
+	assert_mode_owner(path, 0600, (uid_t)harness_uid_of(ALICE));
 	f = fopen(path, "r");
 	assert_non_null(f);
 	assert_true(fread(text, 1, sizeof(text) - 1, f) > 0);
@@ -610,6 +617,130 @@ static void test_session_without_entra_login(void **state)
 	assert_int_equal(p.prompts, 0);
 }
 
+static void test_name_bound_to_object_id(void **state)
+{
+	struct person p = { .action = PERSON_APPROVE, .claims_json = ALICE_CLAIMS };
+	long uid;
+
+	(void)state;
+	/* alice is recorded (earlier tests); a different object id with her
+	 * name is another person and never gets her account. */
+	expect_account("entra", ALICE_CLAIMS, PAM_SUCCESS, "uid");
+	uid = harness_uid_of(ALICE);
+	expect_account("entra", "{\"preferred_username\":\"alice@contoso.com\","
+		       "\"oid\":\"9f9f9f9f-0000-4000-8000-000000000000\"}", PAM_PERM_DENIED, "object id");
+	assert_int_equal(harness_uid_of(ALICE), uid);
+	(void)p;
+}
+
+/* Service accounts: "nobody" (a real local account) is a service account
+ * in entra-svc; its sessions get the fake IMDS's managed-identity token. */
+static void open_service_session(const char *service, int expected, char ***env_out,
+				 pam_handle_t **ph_out)
+{
+	struct person p = { .action = PERSON_HANG_UP };
+	struct pam_testcase cases[] = {
+		pam_test(PAMTEST_OPEN_SESSION, expected),
+		pam_test(PAMTEST_GETENVLIST, PAM_SUCCESS),
+		pam_test(PAMTEST_KEEPHANDLE, PAM_SUCCESS),
+	};
+	enum pamtest_err err;
+	const char *log;
+
+	log_capture_begin();
+	err = _pamtest_conv(service, "nobody", person_conv, &p, cases, 3, NULL);
+	log = log_capture_end();
+	if (err != PAMTEST_ERR_OK)
+		fprintf(stderr, "# open_session %d (expected %d); log:\n%s\n", cases[0].op_rv, expected, log);
+	assert_int_equal(err, PAMTEST_ERR_OK);
+	assert_int_equal(p.prompts, 0);
+	*env_out = cases[1].case_out.envlist;
+	*ph_out = cases[2].case_out.ph;
+}
+
+static void test_service_session_gets_managed_identity(void **state)
+{
+	char **env;
+	pam_handle_t *ph;
+	const char *file;
+
+	(void)state;
+	reset_fake();
+	open_service_session("entra-svc", PAM_SUCCESS, &env, &ph);
+	assert_string_equal(env_get(env, "ENTRA_IDENTITY_KIND"), "managed-identity");
+	file = env_get(env, "ENTRA_TOKEN_FILE");
+	assert_non_null(file);
+	assert_mode_owner(file, 0600, 65534);
+	assert_null(env_get(env, "ENTRA_UPN"));
+	assert_int_equal(fake_count("imds"), 1);
+	assert_int_equal(pam_close_session(ph, 0), PAM_SUCCESS);
+	assert_int_equal(access(file, F_OK), -1);
+	pamtest_free_env(env);
+	pam_end(ph, PAM_SUCCESS);
+
+	/* A second session within the token's lifetime: from the cache. */
+	open_service_session("entra-svc", PAM_SUCCESS, &env, &ph);
+	assert_non_null(env_get(env, "ENTRA_TOKEN_FILE"));
+	assert_int_equal(fake_count("imds"), 1);
+	pam_close_session(ph, 0);
+	pamtest_free_env(env);
+	pam_end(ph, PAM_SUCCESS);
+}
+
+static void test_service_session_without_identity(void **state)
+{
+	char **env;
+	pam_handle_t *ph;
+
+	(void)state;
+	reset_fake();
+	assert_int_equal(fake_control("configure", "{\"msi\":{\"identity_not_found\":true}}"), 0);
+	/* Optional (the default): the session opens, without a token. */
+	open_service_session("entra-svc-fresh", PAM_SUCCESS, &env, &ph);
+	assert_null(env_get(env, "ENTRA_TOKEN_FILE"));
+	pamtest_free_env(env);
+	pam_end(ph, PAM_SUCCESS);
+	/* Required: the session is refused. */
+	open_service_session("entra-svc-required", PAM_SESSION_ERR, &env, &ph);
+	if (env != NULL)
+		pamtest_free_env(env);
+	if (ph != NULL)
+		pam_end(ph, PAM_SUCCESS);
+}
+
+static void test_service_sessions_single_flight(void **state)
+{
+	enum { N = 50 };
+	pid_t pids[N];
+	int ok = 0, status;
+
+	(void)state;
+	reset_fake();
+	/* 50 concurrent session opens with a cold cache make one request. */
+	for (int i = 0; i < N; i++) {
+		pids[i] = fork();
+		assert_true(pids[i] >= 0);
+		if (pids[i] == 0) {
+			struct person p = { .action = PERSON_HANG_UP };
+			struct pam_testcase cases[] = {
+				pam_test(PAMTEST_OPEN_SESSION, PAM_SUCCESS),
+				pam_test(PAMTEST_GETENVLIST, PAM_SUCCESS),
+			};
+			int fd = open("/dev/null", O_WRONLY);
+			if (fd >= 0)
+				dup2(fd, 2);
+			if (_pamtest_conv("entra-svc-burst", "nobody", person_conv, &p, cases, 2, NULL) != PAMTEST_ERR_OK)
+				_exit(1);
+			_exit(env_get(cases[1].case_out.envlist, "ENTRA_TOKEN_FILE") != NULL ? 0 : 2);
+		}
+	}
+	for (int i = 0; i < N; i++)
+		if (waitpid(pids[i], &status, 0) == pids[i] && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+			ok++;
+	assert_int_equal(ok, N);
+	assert_int_equal(fake_count("imds"), 1);
+}
+
 /* pam_wrapper copies the service files once, at the first pam_start:
  * every service the tests use is written here. */
 static int write_services(void)
@@ -635,6 +766,22 @@ static int write_services(void)
 		return -1;
 	snprintf(args, sizeof(args), "cache_dir=%s/cache-malformed", H.dir);
 	if (harness_service("entra-malformed", args) < 0)
+		return -1;
+	snprintf(args, sizeof(args), "service_accounts=nobody msi_source=imds imds_endpoint=http://127.0.0.1:%d",
+		 H.http_port);
+	if (harness_service_session_stack("entra-svc", args) < 0)
+		return -1;
+	snprintf(args, sizeof(args), "service_accounts=nobody msi_source=imds imds_endpoint=http://127.0.0.1:%d "
+		 "cache_dir=%s/cache-svc-fresh", H.http_port, H.dir);
+	if (harness_service_session_stack("entra-svc-fresh", args) < 0)
+		return -1;
+	snprintf(args, sizeof(args), "service_accounts=nobody msi_source=imds imds_endpoint=http://127.0.0.1:%d "
+		 "cache_dir=%s/cache-svc-required service_token_required=yes", H.http_port, H.dir);
+	if (harness_service_session_stack("entra-svc-required", args) < 0)
+		return -1;
+	snprintf(args, sizeof(args), "service_accounts=nobody msi_source=imds imds_endpoint=http://127.0.0.1:%d "
+		 "cache_dir=%s/cache-svc-burst", H.http_port, H.dir);
+	if (harness_service_session_stack("entra-svc-burst", args) < 0)
 		return -1;
 	snprintf(args, sizeof(args), "cache_dir=%s/cache-rotate", H.dir);
 	return harness_service("entra-rotate", args);
@@ -686,13 +833,17 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_insecure_config_refused),
 		cmocka_unit_test(test_setcred_and_chauthtok),
 		cmocka_unit_test(test_session_without_entra_login),
+		cmocka_unit_test(test_name_bound_to_object_id),
+		cmocka_unit_test(test_service_session_gets_managed_identity),
+		cmocka_unit_test(test_service_session_without_identity),
+		cmocka_unit_test(test_service_sessions_single_flight),
 	};
 
-	/* pam_wrapper and nss_wrapper must be preloaded: re-exec once. */
+	/* pam_wrapper must be preloaded: re-exec once. */
 	if (getenv("PAM_WRAPPER") == NULL) {
 		setenv("PAM_WRAPPER", "1", 1);
 		setenv("PAM_WRAPPER_DEBUGLEVEL", "2", 1);
-		setenv("LD_PRELOAD", "libpam_wrapper.so libnss_wrapper.so", 1);
+		setenv("LD_PRELOAD", "libpam_wrapper.so", 1);
 		setenv("ASAN_OPTIONS", "verify_asan_link_order=0", 0);
 		execv("/proc/self/exe", argv);
 		perror("execv");

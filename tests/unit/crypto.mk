@@ -17,6 +17,7 @@ tests_unit_test_json_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_json_LDADD = $(CRYPTO_TEST_LIBS)
 
 tests_unit_test_jwt_SOURCES = tests/unit/test_jwt.c \
+	tests/unit/jwt_testkeys.c tests/unit/jwt_testkeys.h \
 	lib/jwt.c lib/jwt.h lib/json.c lib/json.h lib/b64.c lib/b64.h
 tests_unit_test_jwt_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_jwt_LDADD = $(CRYPTO_TEST_LIBS)

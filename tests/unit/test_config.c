@@ -155,7 +155,7 @@ const char *key, *value;
 	{ "shell", "/bin/sh" }, { "create_home", "no" }, { "msi_source", "imds" },
 	{ "imds_endpoint", "http://127.0.0.1:8080" }, { "service_accounts", "svc" },
 	{ "service_uids", "5000-5999" }, { "service_resource", "https://storage.azure.com/" },
-	{ "service_client_id", CLIENT }, { "service_identities", "svc:" CLIENT },
+	{ "service_client_id", CLIENT }, { "service_identities", "svc:" CLIENT }, { "service_token_required", "yes" },
 	{ "export_token", "yes" }, { "qr_code", "off" }, { "debug", "on" },
 };
 
@@ -575,6 +575,9 @@ static void test_validation(void **state)
 		{ "home_template=/home/user", "must be an absolute path containing %u" },
 		{ "home_template=/home/%x%u", "must be an absolute" },
 		{ "home_template=/home/../%u", "must be an absolute" },
+		{ "home_template=/home/%u/..", "must be an absolute" },
+		{ "home_template=/home/%u/.", "must be an absolute" },
+		{ "home_template=/home/%u%", "must be an absolute" },
 		{ "home_template=/srv/%U/%%", NULL },
 		{ "service_client_id=abc", "service_client_id: 'abc' is not a GUID" },
 		{ "service_client_id=" CLIENT, NULL },
@@ -620,6 +623,59 @@ static void test_validation(void **state)
 		assert_int_equal(entra_config_validate(NULL, err, sizeof(err)), -EINVAL);
 		entra_config_free(cfg);
 	}
+}
+
+/* Random lines built from keys, separators and odd bytes: the parser
+ * must return 0 or -EINVAL, never crash, leak or overrun (run under ASan). */
+static void test_random_input(void **state)
+{
+	static const char *const parts[] = {
+		"tenant", "debug", "allow_groups", "service_uids", "uid_min", "user_mapping",
+		"authority", "=", " = ", "#", "\n", "\r\n", " ", "\t", ",", "-", "yes", "0",
+		"4294967295", "https://", "/", "%u", "\x01", "\xff", "a@b.com", "none", "x",
+	};
+	unsigned int seed = 12345;
+	char text[1024];
+	int ok = 0, bad = 0;
+
+	for (int round = 0; round < 3000; round++) {
+		struct entra_config *cfg = entra_config_new();
+		size_t len = 0;
+		int nparts = (int)(rand_r(&seed) % 40);
+		const char *path;
+		char err[512];
+		int rc;
+
+		for (int i = 0; i < nparts; i++) {
+			const char *p = parts[rand_r(&seed) % (sizeof(parts) / sizeof(parts[0]))];
+			size_t n = strlen(p);
+
+			if (len + n >= sizeof(text))
+				break;
+			memcpy(text + len, p, n);
+			len += n;
+		}
+		path = write_file("random.conf", text, len, 0644);
+		rc = entra_config_load(cfg, path, strict(), err, sizeof(err));
+		if (rc != 0 && rc != -EINVAL)
+			fail_msg("round %d: rc %d (%s)", round, rc, err);
+		if (rc == 0) {
+			ok++;
+			entra_config_validate(cfg, err, sizeof(err));
+		} else {
+			bad++;
+			assert_non_null(strstr(err, "random.conf:"));
+		}
+		text[len] = '\0';
+		if (strchr(text, '\n') == NULL && strlen(text) == len) {
+			rc = entra_config_apply_arg(cfg, text, err, sizeof(err));
+			assert_true(rc == 0 || rc == -EINVAL);
+		}
+		entra_config_free(cfg);
+	}
+	/* Both outcomes must have been exercised for the test to mean anything. */
+	assert_true(ok > 100);
+	assert_true(bad > 100);
 }
 
 static char *slurp(const char *path)
@@ -711,6 +767,7 @@ int main(void)
 		cmocka_unit_test(test_file_errors),
 		cmocka_unit_test(test_file_permissions),
 		cmocka_unit_test(test_validation),
+		cmocka_unit_test(test_random_input),
 		cmocka_unit_test(test_docs_cover_every_key),
 	};
 

@@ -13,7 +13,10 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <cmocka.h>
 #include <json-c/json.h>
 
@@ -399,17 +402,46 @@ static void test_connection_refused(void **state)
 	entra_http_free(http);
 }
 
+/* A name that does not resolve. The lookup must not leave the machine:
+ * the child runs in a private mount namespace whose resolv.conf names only
+ * 127.0.0.1 (where no DNS server listens), and /etc/hosts lacks the name. */
 static void test_dns_failure(void **state)
 {
-	struct entra_http *http = client(5000, 0, false);
-	struct entra_http_response resp;
+	int status;
+	pid_t pid;
 
 	(void)state;
-	/* RFC 6761: .invalid never resolves. */
-	assert_int_equal(entra_http_get(http, "https://pam-entra-test.invalid/x", NULL, &resp),
-			 -EHOSTUNREACH);
-	entra_http_response_free(&resp);
-	entra_http_free(http);
+	if (geteuid() != 0)
+		skip();
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct entra_http *http;
+		struct entra_http_response resp;
+		char conf[] = "/tmp/entra-resolv.XXXXXX";
+		int fd, rc;
+
+		if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+			_exit(77);
+		fd = mkstemp(conf);
+		if (fd < 0 || write(fd, "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n", 50) != 50)
+			_exit(78);
+		close(fd);
+		if (mount(conf, "/etc/resolv.conf", NULL, MS_BIND, NULL) < 0)
+			_exit(77);
+		unlink(conf);
+		http = client(5000, 0, false);
+		/* RFC 6761: .invalid never resolves. */
+		rc = entra_http_get(http, "https://pam-entra-test.invalid/x", NULL, &resp);
+		entra_http_response_free(&resp);
+		entra_http_free(http);
+		_exit(rc == -EHOSTUNREACH ? 0 : 1);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	if (WEXITSTATUS(status) == 77)
+		skip();
+	assert_int_equal(WEXITSTATUS(status), 0);
 }
 
 static long retry_after_for(struct entra_http *http, const char *value)

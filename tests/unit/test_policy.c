@@ -547,6 +547,103 @@ static void test_matches_account(void **state)
 	entra_config_free(cfg);
 }
 
+/* Random claim sets: 0 only with every kept value safe, else -EINVAL;
+ * nothing leaks either way (run under ASan). */
+static struct json_object *random_value(unsigned int *seed)
+{
+	static const char *const strings[] = {
+		"alice@contoso.com", OID, TENANT, "", "a\nb", "a;b", "../x", "Admin",
+		"x@y@z", "-o", "ok", "\x7f",
+	};
+	struct json_object *arr;
+
+	switch (rand_r(seed) % 6) {
+	case 0:
+		return NULL;
+	case 1:
+		return json_object_new_int(rand_r(seed) % 3);
+	case 2:
+	case 3:
+		return json_object_new_string(strings[rand_r(seed) % 12]);
+	case 4:
+		arr = json_object_new_array();
+		for (int i = rand_r(seed) % 4; i > 0; i--) {
+			struct json_object *v = rand_r(seed) % 5
+				? json_object_new_string(strings[rand_r(seed) % 12])
+				: json_object_new_boolean(1);
+			json_object_array_add(arr, v);
+		}
+		return arr;
+	default:
+		return json_object_new_object();
+	}
+}
+
+static struct json_object *good_value(const char *name)
+{
+	if (strcmp(name, "tid") == 0)
+		return json_object_new_string(TENANT);
+	if (strcmp(name, "oid") == 0)
+		return json_object_new_string(OID);
+	if (strcmp(name, "preferred_username") == 0)
+		return json_object_new_string("a@contoso.com");
+	if (strcmp(name, "groups") == 0 || strcmp(name, "roles") == 0)
+		return json_object_new_array();
+	if (strcmp(name, "hasgroups") == 0)
+		return json_object_new_boolean(0);
+	if (strcmp(name, "_claim_names") == 0)
+		return json_object_new_object();
+	return json_object_new_string("s");
+}
+
+static void test_identity_random(void **state)
+{
+	static const char *const names[] = {
+		"tid", "oid", "sub", "iss", "preferred_username", "name", "groups", "roles",
+		"_claim_names", "hasgroups",
+	};
+	struct entra_config *cfg = new_cfg();
+	unsigned int seed = 4242;
+	int ok = 0, refused = 0;
+
+	for (int round = 0; round < 5000; round++) {
+		struct json_object *claims = json_object_new_object();
+		struct entra_identity id;
+		char reason[256] = "";
+		int rc;
+
+		for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+			/* Mostly good values, so that both outcomes occur. */
+			struct json_object *v;
+
+			if (rand_r(&seed) % 4 != 0)
+				v = good_value(names[i]);
+			else
+				v = random_value(&seed);
+			if (v != NULL)
+				json_object_object_add(claims, names[i], v);
+		}
+		rc = entra_identity_from_claims(claims, cfg, &id, reason, sizeof(reason));
+		json_object_put(claims);
+		if (rc == 0) {
+			ok++;
+			assert_non_null(id.object_id);
+			assert_non_null(id.subject);
+			assert_non_null(id.username);
+			for (size_t i = 0; i < id.groups.count; i++)
+				assert_non_null(id.groups.items[i]);
+			entra_identity_free(&id);
+		} else {
+			assert_int_equal(rc, -EINVAL);
+			assert_true(reason[0] != '\0');
+			refused++;
+		}
+	}
+	assert_true(ok > 50);
+	assert_true(refused > 50);
+	entra_config_free(cfg);
+}
+
 static void authorize(const struct entra_config *cfg, const struct entra_identity *id,
 		      bool allowed, bool admin, const char *reason)
 {
@@ -678,6 +775,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_identity_good),
 		cmocka_unit_test(test_identity_refused),
+		cmocka_unit_test(test_identity_random),
 		cmocka_unit_test(test_classify),
 		cmocka_unit_test(test_map_file_permissions),
 		cmocka_unit_test(test_expected_upn),

@@ -1,0 +1,261 @@
+/* Benchmark of a device-code login and of service sessions against the
+ * fake Entra on loopback, under pam_wrapper. Prints measurements and
+ * ratios against baselines run in the same process; asserts nothing
+ * (machines here are noisy): the numbers are for people to read.
+ *
+ *   requests per login, cold and warm caches (target: 2 warm, +2 cold)
+ *   Enter-to-success: from the person pressing Enter to PAM_SUCCESS
+ *   module CPU time per login (user+sys of this process; network waits
+ *   cost no CPU), and the peak RSS of a pamtester process doing a login
+ *   service-session open with a warm managed-identity cache vs a
+ *   pam_permit-only session, and IMDS requests for 1,000 opens */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <security/pam_appl.h>
+
+#include "../tests/pam/pam_harness.h"
+
+#define ALICE "alice@contoso.com"
+#define ALICE_CLAIMS "{\"preferred_username\":\"alice@contoso.com\",\"oid\":\"0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9\"}"
+
+static double now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static double cpu_ms(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
+	       (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
+}
+
+/* The person: approve at the fake, remember when Enter was pressed. */
+struct bench_person {
+	double enter_ms;
+	char code[64];
+};
+
+static int bench_conv(int n, const struct pam_message **msg, struct pam_response **resp, void *data)
+{
+	struct bench_person *p = data;
+	struct pam_response *r = calloc((size_t)n, sizeof(*r));
+	char body[512];
+
+	if (r == NULL)
+		return PAM_BUF_ERR;
+	for (int i = 0; i < n; i++) {
+		if (msg[i]->msg_style != PAM_PROMPT_ECHO_OFF && msg[i]->msg_style != PAM_PROMPT_ECHO_ON)
+			continue;
+		const char *s = strstr(msg[i]->msg, "enter the code ");
+		size_t k = 0;
+		if (s != NULL) {
+			s += strlen("enter the code ");
+			while (k + 1 < sizeof(p->code) && s[k] >= '0' && s[k] <= 'Z')
+				k++;
+			memcpy(p->code, s, k);
+		}
+		p->code[k] = '\0';
+		snprintf(body, sizeof(body), "{\"user_code\":\"%s\",\"claims\":%s}", p->code, ALICE_CLAIMS);
+		fake_control("approve", body);
+		r[i].resp = strdup("");
+		p->enter_ms = now_ms();
+	}
+	*resp = r;
+	return PAM_SUCCESS;
+}
+
+static int one_login(const char *service, double *enter_to_success, double *cpu)
+{
+	struct bench_person person = { 0 };
+	struct pam_conv conv = { bench_conv, &person };
+	pam_handle_t *ph = NULL;
+	double c0 = cpu_ms(), done;
+	int rc;
+
+	rc = pam_start(service, ALICE, &conv, &ph);
+	if (rc == PAM_SUCCESS)
+		rc = pam_authenticate(ph, 0);
+	done = now_ms();
+	if (rc == PAM_SUCCESS)
+		rc = pam_acct_mgmt(ph, 0);
+	if (rc == PAM_SUCCESS)
+		rc = pam_open_session(ph, 0);
+	if (rc == PAM_SUCCESS)
+		rc = pam_close_session(ph, 0);
+	pam_end(ph, rc);
+	*enter_to_success = done - person.enter_ms;
+	*cpu = cpu_ms() - c0;
+	return rc;
+}
+
+static int compare_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+static void bench_logins(void)
+{
+	enum { N = 20 };
+	double e2s[N], cpu[N], e, c;
+	int counts[4];
+
+	fake_control("reset", "{}");
+	if (one_login("bench-cold", &e, &c) != PAM_SUCCESS) {
+		printf("cold login failed\n");
+		exit(1);
+	}
+	counts[0] = fake_count("discovery");
+	counts[1] = fake_count("keys");
+	counts[2] = fake_count("devicecode");
+	counts[3] = fake_count("token");
+	printf("cold login: %d IdP requests (discovery %d, keys %d, devicecode %d, token %d)\n",
+	       counts[0] + counts[1] + counts[2] + counts[3], counts[0], counts[1], counts[2], counts[3]);
+
+	fake_control("reset", "{}");
+	for (int i = 0; i < N; i++) {
+		if (one_login("bench", &e2s[i], &cpu[i]) != PAM_SUCCESS) {
+			printf("warm login %d failed\n", i);
+			exit(1);
+		}
+	}
+	printf("warm login: %.1f IdP requests per login (devicecode %d, token %d over %d logins)\n",
+	       (fake_count("devicecode") + fake_count("token") + fake_count("discovery") + fake_count("keys")) / (double)N,
+	       fake_count("devicecode"), fake_count("token"), N);
+	qsort(e2s, N, sizeof(double), compare_double);
+	qsort(cpu, N, sizeof(double), compare_double);
+	printf("Enter to PAM_SUCCESS: median %.1f ms, max %.1f ms (target <= 50 ms)\n", e2s[N / 2], e2s[N - 1]);
+	printf("CPU per login (auth+account+session, TLS included): median %.2f ms, max %.2f ms (target <= 2 ms of module work)\n",
+	       cpu[N / 2], cpu[N - 1]);
+}
+
+/* Peak RSS of a pamtester process doing a whole login. */
+static void bench_pamtester_rss(void)
+{
+	int in[2];
+	pid_t pid;
+	struct rusage ru;
+	int status;
+	char body[512];
+
+	if (access("/usr/bin/pamtester", X_OK) != 0) {
+		printf("pamtester peak RSS: pamtester not installed\n");
+		return;
+	}
+	fake_control("reset", "{}");
+	if (pipe(in) < 0)
+		return;
+	pid = fork();
+	if (pid == 0) {
+		int null = open("/dev/null", O_WRONLY);
+		dup2(in[0], 0);
+		dup2(null, 1);
+		dup2(null, 2);
+		close(in[1]);
+		execl("/usr/bin/pamtester", "pamtester", "bench", ALICE, "authenticate", "acct_mgmt",
+		      "open_session", "close_session", (char *)NULL);
+		_exit(127);
+	}
+	close(in[0]);
+	/* Wait for the device code, approve it, then press Enter. */
+	for (int i = 0; i < 200; i++) {
+		if (fake_count("devicecode") > 0)
+			break;
+		usleep(20000);
+	}
+	snprintf(body, sizeof(body), "{\"claims\":%s}", ALICE_CLAIMS);
+	fake_control("approve", body);
+	if (write(in[1], "\n", 1) != 1)
+		perror("write");
+	close(in[1]);
+	wait4(pid, &status, 0, &ru);
+	printf("pamtester login: exit %d, peak RSS %.1f MB (target <= 8 MB)\n",
+	       WIFEXITED(status) ? WEXITSTATUS(status) : -1, ru.ru_maxrss / 1024.0);
+}
+
+static double session_us(const char *service, const char *user, int n)
+{
+	struct bench_person person = { 0 };
+	struct pam_conv conv = { bench_conv, &person };
+	double t0 = now_ms();
+
+	for (int i = 0; i < n; i++) {
+		pam_handle_t *ph = NULL;
+		if (pam_start(service, user, &conv, &ph) != PAM_SUCCESS ||
+		    pam_open_session(ph, 0) != PAM_SUCCESS) {
+			printf("session open on %s failed\n", service);
+			exit(1);
+		}
+		pam_close_session(ph, 0);
+		pam_end(ph, PAM_SUCCESS);
+	}
+	return (now_ms() - t0) * 1e3 / n;
+}
+
+static void bench_service_sessions(void)
+{
+	enum { N = 1000 };
+	double ours, baseline;
+
+	fake_control("reset", "{}");
+	session_us("bench-svc", "nobody", 1); /* warm the cache */
+	baseline = session_us("bench-permit", "nobody", N);
+	ours = session_us("bench-svc", "nobody", N);
+	printf("service session open+close, warm cache: %.0f us vs pam_permit-only %.0f us: ratio %.2f (target <= 2)\n",
+	       ours, baseline, ours / baseline);
+	printf("IMDS requests for %d service sessions within one token lifetime: %d (target 1)\n",
+	       N + 1, fake_count("imds"));
+}
+
+int main(int argc, char **argv)
+{
+	char args[600], path[400];
+	FILE *f;
+
+	if (getenv("PAM_WRAPPER") == NULL) {
+		setenv("PAM_WRAPPER", "1", 1);
+		setenv("LD_PRELOAD", "libpam_wrapper.so", 1);
+		execv("/proc/self/exe", argv);
+		return 1;
+	}
+	(void)argc;
+	if (harness_start() < 0) {
+		fprintf(stderr, "bench: cannot start the fake Entra\n");
+		return 1;
+	}
+	snprintf(args, sizeof(args), "cache_dir=%s/cache-bench-cold", H.dir);
+	harness_service("bench-cold", args);
+	harness_service("bench", "");
+	snprintf(args, sizeof(args), "service_accounts=nobody msi_source=imds imds_endpoint=http://127.0.0.1:%d",
+		 H.http_port);
+	harness_service_session_stack("bench-svc", args);
+	snprintf(path, sizeof(path), "%s/bench-permit", H.service_dir);
+	f = fopen(path, "w");
+	if (f != NULL) {
+		fputs("session required pam_permit.so\n", f);
+		fclose(f);
+	}
+	bench_logins();
+	bench_pamtester_rss();
+	bench_service_sessions();
+	harness_stop();
+	return 0;
+}
