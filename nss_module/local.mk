@@ -16,5 +16,5 @@ install-nss-entra-hook:
 	rm -f $(DESTDIR)$(nssmoddir)/libnss_entra.so $(DESTDIR)$(nssmoddir)/libnss_entra.la
 uninstall-hook: uninstall-nss-entra-hook
 uninstall-nss-entra-hook:
-	rm -f $(DESTDIR)$(nssmoddir)/libnss_entra.so.2
+	rm -f $(DESTDIR)$(nssmoddir)/libnss_entra.so.2 $(DESTDIR)$(nssmoddir)/libnss_entra.so.2.0.0
 .PHONY: install-nss-entra-hook uninstall-nss-entra-hook

@@ -37,7 +37,7 @@ static const char usage_text[] =
 	"  users remove NAME|OBJECT-ID     forget a user (the uid may be reused)\n"
 	"  sync                            write the config's rules into the database\n"
 	"  status                          database health, caches, live sessions\n"
-	"  check                           validate config, permissions, discovery and JWKS\n"
+	"  check [--offline]               validate config, permissions, discovery and JWKS\n"
 	"\n"
 	"options:\n"
 	"  --config PATH   configuration file (default " ENTRA_DEFAULT_CONFIG ")\n"
@@ -622,8 +622,8 @@ int main(int argc, char **argv)
 	argc -= optind;
 	argv += optind;
 
-	if (strcmp(cmd, "check") == 0 && argc == 1)
-		return check(offline);
+	if (strcmp(cmd, "check") == 0 && (argc == 1 || (argc == 2 && strcmp(argv[1], "--offline") == 0)))
+		return check(offline || argc == 2);
 
 	if (!(strcmp(cmd, "status") == 0 && argc == 1) && !(strcmp(cmd, "sync") == 0 && argc == 1) &&
 	    !(strcmp(cmd, "users") == 0 && argc >= 2)) {

@@ -14,6 +14,7 @@ tests_nss_nss_lookup_LDADD = -ldl
 tests_nss_userdb_tool_SOURCES = tests/nss/userdb_tool.c
 tests_nss_userdb_tool_LDADD = lib/libentra_base.la
 
-TESTS += tests/nss/test_nss_module.py tests/nss/test_nss_wrapper.py tests/nss/test_nss_system.py
+TESTS += tests/nss/test_nss_module.py tests/nss/test_nss_wrapper.py tests/nss/test_nss_system.py \
+	tests/nss/test_entractl.py
 EXTRA_DIST += tests/nss/nsstest.py tests/nss/test_nss_module.py tests/nss/test_nss_wrapper.py \
-	tests/nss/test_nss_system.py
+	tests/nss/test_nss_system.py tests/nss/test_entractl.py
