@@ -407,11 +407,17 @@ class System:
 
     def init_userdb(self):
         """An empty database carrying the config's first-login rules, so that
-        names under the allowed domain resolve before their first login.
-        tests/nss/userdb_tool writes exactly the rules of write_config."""
+        names under the allowed domain resolve before their first login:
+        `entractl sync`, as an administrator does after installing the
+        config (tests/nss/userdb_tool, which writes the same rules, when
+        entractl is not built)."""
+        ctl = self.paths["entractl"]
+        if os.access(ctl, os.X_OK):
+            run([ctl, "--config", self.conf, "sync"])
+            return
         tool = self.paths["userdb_tool"]
         if not os.access(tool, os.X_OK):
-            raise RigError("%s not built (make %s)" % (tool, "tests/nss/userdb_tool"))
+            raise RigError("neither %s nor %s is built" % (ctl, tool))
         run([tool, self.db_dir, "sync"])
 
     # -- looking at the result -------------------------------------------------
