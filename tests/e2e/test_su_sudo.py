@@ -46,6 +46,9 @@ def su_from_a_local_user_to_an_entra_user(c):
     assert lines[2] == ALICE, "su session without ENTRA_UPN\n" + diag(c, t)
     status, out = t.run("stat -c '%a %u' \"$ENTRA_TOKEN_FILE\" \"$ENTRA_SESSION_DIR\"")
     assert out.splitlines() == ["600 %d" % pw["uid"], "700 %d" % pw["uid"]], out
+    status, token = t.run("cat \"$ENTRA_TOKEN_FILE\"")
+    header, claims = rig.decode_jwt_unverified(token)
+    assert header["alg"] == "RS256" and claims["upn"] == ALICE, (header, claims)
     sdir = t.run("echo \"$ENTRA_SESSION_DIR\"")[1]
     assert t.logout() == 0
     assert rig.wait_until(lambda: not os.path.exists(sdir), timeout=10), sdir
