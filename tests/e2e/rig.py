@@ -184,6 +184,38 @@ def nss_lib_dir():
     return os.path.dirname(os.path.realpath(m.group(1)))
 
 
+def sanitizer_runtime(nss_so):
+    """For a --enable-sanitizers build: the runtime libraries the modules
+    need (they are loaded into uninstrumented programs), else []."""
+    p = run(["nm", "-D", "--undefined-only", nss_so], check=False)
+    if "__asan_init" not in p.stdout and "__ubsan_handle" not in p.stdout:
+        return []
+    libs = []
+    for line in run(["ldd", nss_so], check=False).stdout.splitlines():
+        m = re.search(r"(lib(?:asan|ubsan)\.so[.\d]*) => (\S+)", line)
+        if m:
+            libs.append(m.group(2))
+    if not libs:
+        cc = "cc"
+        with open(os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(nss_so))),
+                               "Makefile")) as f:
+            for line in f:
+                m = re.match(r"^CC\s*=\s*(\S+)", line)
+                if m:
+                    cc = m.group(1)
+                    break
+        rt = run([cc, "-print-file-name=libclang_rt.asan-x86_64.so"], check=False).stdout.strip()
+        if os.path.isabs(rt) and os.path.exists(rt):
+            libs.append(rt)
+    if not libs:
+        raise RigError("sanitizer build, but no sanitizer runtime found for %s" % nss_so)
+    return libs
+
+
+SANITIZER_OPTIONS = {"ASAN_OPTIONS": "detect_leaks=0:verify_asan_link_order=0:abort_on_error=0",
+                     "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1"}
+
+
 # ---- the system inside the namespace -----------------------------------------
 
 def write(path, text, mode=0o644, uid=0, gid=0):
@@ -223,6 +255,7 @@ class System:
         self.cache_dir = os.path.join(work, "cache")
         self.conf = os.path.join(work, "pam_entra.conf")
         self.fake = None
+        self.sanitizer_libs = []
         self.config_extra = config_extra
         # Everything we mount stays in this namespace: make sure nothing
         # propagates back even if unshare's default changes.
@@ -287,6 +320,23 @@ class System:
 
     # -- the pieces ------------------------------------------------------------
 
+    def install_sanitizer_runtime(self):
+        """Every process of the namespace may load the sanitized modules
+        (NSS: all of them; PAM: sshd, su, sudo, which are setuid or drop
+        their environment): preload the runtime through the namespace's
+        /etc/ld.so.preload, and give sessions the options through
+        /etc/environment (pam_env). Leak checks are off: the programs
+        themselves are not instrumented."""
+        libs = self.sanitizer_libs = sanitizer_runtime(self.paths["nss"])
+        if not libs:
+            return
+        opts = SANITIZER_OPTIONS
+        os.environ.update(opts)
+        write("/etc/ld.so.preload", "\n".join(libs) + "\n")
+        with open("/etc/environment", "a") as f:
+            for k, v in opts.items():
+                f.write('%s="%s"\n' % (k, v))
+
     def install(self, fake):
         """Config for this fake, NSS module, nsswitch.conf, PAM services,
         sudoers, a local user, and an empty user database."""
@@ -303,6 +353,8 @@ class System:
         self.write_sudoers()
         self.add_local_user()
         self.init_userdb()
+        # last: entractl of a sanitizer build carries its own (static) runtime
+        self.install_sanitizer_runtime()
 
     def write_config(self):
         text = ("# pam_entra end-to-end rig (private namespace)\n"
@@ -622,7 +674,7 @@ class Terminal:
 
     def start_shell(self, timeout=30):
         """After authentication: wait for the shell, make it scriptable."""
-        self.child.sendline("stty -echo; PS1='' PS2=''; unset PROMPT_COMMAND; echo __E2E""_READY__")
+        self.child.sendline("stty -echo; PS1='' PS2=''; unset PROMPT_COMMAND; echo __E2E''_READY__")
         i = self.expect([r"__E2E_READY__\r?\n", self.pexpect.EOF], timeout=timeout)
         if i == 1:
             raise Refused(self.seen)
@@ -679,6 +731,9 @@ def ssh_argv(port, user):
 def clean_env(**extra):
     env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8",
            "TERM": "dumb", "HOME": "/root"}
+    for k in SANITIZER_OPTIONS:   # set only for a sanitizer build
+        if k in os.environ:
+            env[k] = os.environ[k]
     env.update(extra)
     return env
 

@@ -102,10 +102,13 @@ def ls_shows_the_owner_by_name(c):
 def wrapped(c, args):
     """args through nss_wrapper (module = the build's libnss_entra.so.2),
     as an unprivileged user when we are root."""
-    env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C", "LD_PRELOAD": NSS_WRAPPER,
+    san = rig.sanitizer_runtime(c.paths["nss"])
+    env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C", "LD_PRELOAD": " ".join(san + [NSS_WRAPPER]),
            "NSS_WRAPPER_PASSWD": c.wrap_passwd, "NSS_WRAPPER_GROUP": c.wrap_group,
            "NSS_WRAPPER_MODULE_SO_PATH": os.path.realpath(c.paths["nss"]),
            "NSS_WRAPPER_MODULE_FN_PREFIX": "entra", "ENTRA_NSS_DB_DIR": c.wrap_db}
+    if san:
+        env.update(rig.SANITIZER_OPTIONS)
     prefix = []
     if os.geteuid() == 0:
         prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]

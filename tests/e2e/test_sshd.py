@@ -55,7 +55,7 @@ def device_code_login_gives_a_shell_with_the_assigned_uid(c):
     c.login_seconds = time.monotonic() - start
     assert c.rig.person.counts()["devicecode"] == before + 1
     flows = [f for f in c.rig.fake.flows() if f["user_code"] == code]
-    assert flows and flows[0]["state"] == "redeemed", flows
+    assert flows and flows[0]["state"] == "redeemed", (flows, open(os.path.join(c.rig.work, "fake", "fake.log")).read()[-2000:], fail_context(c, t))
     status, out = t.run("id -u")
     assert status == 0 and out == str(c.pw["uid"]), (out, c.pw)
     status, out = t.run("id -g")

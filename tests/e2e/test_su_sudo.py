@@ -50,7 +50,8 @@ def su_from_a_local_user_to_an_entra_user(c):
     header, claims = rig.decode_jwt_unverified(token)
     assert header["alg"] == "RS256" and claims["upn"] == ALICE, (header, claims)
     sdir = t.run("echo \"$ENTRA_SESSION_DIR\"")[1]
-    assert t.logout() == 0
+    status = t.logout()
+    assert status == 0, (status, diag(c, t))
     assert rig.wait_until(lambda: not os.path.exists(sdir), timeout=10), sdir
 
 
@@ -58,7 +59,7 @@ def su_from_a_local_user_to_an_entra_user(c):
 def su_wrong_person_refused(c):
     c.mark = c.rig.system.syslog.mark()
     argv = ["setpriv", "--reuid=" + rig.LOCAL_USER, "--regid=" + rig.LOCAL_USER, "--init-groups",
-            "su", "-", ALICE, "-c", "echo __E2E""_SHELL__"]
+            "su", "-", ALICE, "-c", "echo __E2E''_SHELL__"]
     env = rig.clean_env(HOME="/home/" + rig.LOCAL_USER)
     t = c.track(rig.Terminal(argv, env=env))
     code = t.wait_device_prompt()
@@ -75,7 +76,7 @@ def sudo_attempt(c, user, roles, approve_roles, cmd):
     t = c.track(c.rig.ssh(user, roles=roles))
     status, out = t.run("sudo -k")
     mark = len(t.seen)
-    t.send("sudo %s; echo __E2E""_SUDO__ $?" % cmd)
+    t.send("sudo %s; echo __E2E''_SUDO__ $?" % cmd)
     i = t.expect([rig.ENTER_RE, r"__E2E_SUDO__ (\d+)\r?\n"], timeout=30)
     prompted = i == 0
     code = None
