@@ -230,12 +230,8 @@ int main(int argc, char **argv)
 	char args[600], path[400];
 	FILE *f;
 
-	if (getenv("PAM_WRAPPER") == NULL) {
-		setenv("PAM_WRAPPER", "1", 1);
-		setenv("LD_PRELOAD", "libpam_wrapper.so", 1);
-		execv("/proc/self/exe", argv);
+	if (harness_preload(argv) < 0)
 		return 1;
-	}
 	(void)argc;
 	if (harness_start() < 0) {
 		fprintf(stderr, "bench: cannot start the fake Entra\n");

@@ -1,8 +1,14 @@
-# bench: `make bench` (root: private mount namespace); not part of make check.
-noinst_PROGRAMS += bench/bench_nss
+# Benchmarks: `make bench` (root: private mount namespace for the NSS part).
+# Not part of make check; each prints ratios against a baseline measured
+# in the same run.
+noinst_PROGRAMS += bench/bench_nss bench/bench_login
 bench_bench_nss_SOURCES = bench/bench_nss.c
 bench_bench_nss_LDADD = lib/libentra_base.la -ldl
+bench_bench_login_SOURCES = bench/bench_login.c tests/pam/pam_harness.c tests/pam/pam_harness.h
+bench_bench_login_CFLAGS = $(AM_CFLAGS) $(JSONC_CFLAGS) $(CURL_CFLAGS) -DTEST_SRCDIR='"$(abs_top_srcdir)"' -DTEST_BUILDDIR='"$(abs_top_builddir)"'
+bench_bench_login_LDADD = lib/libentra_base.la $(PAM_LIBS) $(JSONC_LIBS) $(CURL_LIBS)
 EXTRA_DIST += bench/run_bench.sh bench/README
-bench: bench/bench_nss nss_module/libnss_entra.la
+bench: bench/bench_nss bench/bench_login nss_module/libnss_entra.la pam_module/pam_entra.la
 	$(SHELL) $(srcdir)/bench/run_bench.sh $(abs_builddir)
+	ENTRA_SRCDIR=$(abs_top_srcdir) ENTRA_BUILDDIR=$(abs_top_builddir) ENTRA_PYTHON3=$(PYTHON3) bench/bench_login
 .PHONY: bench

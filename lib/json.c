@@ -425,7 +425,7 @@ static bool scan_value(struct scan *s, int depth)
 struct json_object *entra_json_parse_ex(const char *text, size_t len, bool want_object,
 					const char **error)
 {
-	struct scan s = { .p = text, .end = text + len };
+	struct scan s = { .p = text };
 	struct json_tokener *tok = NULL;
 	struct json_object *obj = NULL;
 	const char *dummy;
@@ -446,6 +446,7 @@ struct json_object *entra_json_parse_ex(const char *text, size_t len, bool want_
 		*error = "NUL byte in the text";
 		return NULL;
 	}
+	s.end = text + len;
 	scan_value(&s, 0);
 	if (s.error == NULL) {
 		skip_ws(&s);

@@ -1,8 +1,12 @@
 /* JWS verification for ID tokens and ARM access tokens. The algorithm is
- * pinned by the key (RSA key -> RS256; EC P-256 -> ES256 only if the key
- * says so); the token header's alg must agree, and "none" and HMAC are
- * never accepted. Key material in the token header (jwk, jku, x5u, x5c) is
- * ignored; a "crit" header is rejected. */
+ * pinned by the key (RSA key -> RS256, or PS256 when the JWK's alg says
+ * PS256; EC P-256 key -> ES256); the token header's alg must agree, and
+ * "none" and HMAC are never accepted. Key material in the token header
+ * (jwk, jku, x5u, x5c) is ignored; a "crit" header is rejected.
+ *
+ * Claim VALUES are only type-checked here and handed back untouched
+ * (newlines, shell metacharacters and all): deciding whether a name is fit
+ * for a file or an account is the policy layer's job. */
 #ifndef ENTRA_JWT_H
 #define ENTRA_JWT_H
 
@@ -26,9 +30,12 @@ struct entra_jwks {
 	size_t count;
 };
 
-/* Parse a JWKS document. Keys that are not for signatures ("use" other than
- * "sig"), of unsupported types, or malformed are skipped; a document with
- * no usable key is an error. 0 or -EINVAL/-ENOMEM. */
+/* Parse a JWKS document (at most 1 MiB and 64 entries). Keys that are not
+ * for signatures ("use" present and not "sig"), of unsupported types,
+ * malformed, RSA below 2048 or above 8192 bits, EC points not on P-256, with
+ * a kid that is not a 1..256 byte string, or repeating an earlier key's kid
+ * are skipped; a document with no usable key is an error. On error *out is
+ * empty. 0 or -EINVAL/-ENOMEM. */
 int entra_jwks_parse(const char *json, size_t len, struct entra_jwks *out);
 void entra_jwks_free(struct entra_jwks *jwks);
 
@@ -56,13 +63,21 @@ struct entra_jwt_expect {
 	const char *tenant_id;       /* tid must equal this GUID; NULL = not pinned */
 	const char *const *required_claims; /* NULL-terminated string claims that must be present, e.g. {"oid", NULL} */
 	time_t now;
-	int clock_skew;              /* seconds, at most 120 */
+	int clock_skew;              /* seconds; clamped to 0..120 */
 };
 
-/* Verify signature and claims. On ENTRA_JWT_OK *claims_out (if non-NULL)
- * receives the payload (caller puts it). reason receives a precise log
- * reason ("exp 1700000000 is 300 s in the past"), never token contents
- * beyond claim names and numbers. */
+/* Verify signature and claims. Order: structure (three segments of
+ * unpadded base64url, at most ENTRA_JWT_MAX_LEN bytes), header (a JSON
+ * object without duplicate keys; alg, crit, typ, kid), key by exact kid
+ * (no kid: only when the set has exactly one key), signature, and only then
+ * the payload: exp and iat required and nbf optional, all JSON integers;
+ * iss (and the key's issuer), aud, tid, required_claims (non-empty strings).
+ * On ENTRA_JWT_OK *claims_out (if non-NULL) receives the payload (caller
+ * puts it); otherwise it is set to NULL. reason (may be NULL) receives a
+ * precise, single-line, printable log reason ("exp 1700000000 is 300 s in
+ * the past (skew 60 s)"); it may quote claim names, numbers, kid, iss, aud
+ * and tid values (sanitized, cut at 80 bytes), never the signature or a
+ * whole token segment. */
 enum entra_jwt_status entra_jwt_verify(const char *token, const struct entra_jwks *jwks,
 				       const struct entra_jwt_expect *expect,
 				       struct json_object **claims_out,

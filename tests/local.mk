@@ -27,6 +27,7 @@ include tests/unit/policy.mk
 include tests/unit/oauth.mk
 include tests/unit/msi.mk
 include tests/unit/session.mk
+include tests/unit/rbac.mk
 include tests/fake/local.mk
 include tests/pam/local.mk
 include tests/nss/local.mk

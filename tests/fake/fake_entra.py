@@ -24,7 +24,6 @@ import signal
 import socket
 import socketserver
 import ssl
-import string
 import sys
 import threading
 import time
@@ -120,6 +119,93 @@ MERGED = ("fail", "fail_count", "delay", "msi", "clients", "id_token", "access_t
 MSI_KEYS = ("fail", "fail_count", "retry_after", "malformed", "delay", "identity_not_found",
             "expires_in", "expires_on_format", "known_client_ids", "set", "drop")
 SIGN_MODES = ("good", "wrong_key", "unknown_kid", "none", "hs256")
+
+# --- ARM permissions endpoint (Azure RBAC) -----------------------------------
+# GET {arm}/subscriptions/.../providers/Microsoft.Authorization/permissions on
+# the HTTPS port; see README "ARM permissions". Built-in role definitions as
+# Azure publishes them ([AZD] built-in-roles/compute.md, privileged.md,
+# general.md): only the permissions matter here.
+_VM_LOGIN_ACTIONS = ["Microsoft.Network/publicIPAddresses/read", "Microsoft.Network/virtualNetworks/read",
+                     "Microsoft.Network/loadBalancers/read", "Microsoft.Network/networkInterfaces/read",
+                     "Microsoft.Compute/virtualMachines/*/read", "Microsoft.HybridCompute/machines/*/read",
+                     "Microsoft.HybridConnectivity/endpoints/listCredentials/action"]
+BUILTIN_ROLES = {
+    "Virtual Machine User Login": {
+        "actions": _VM_LOGIN_ACTIONS, "notActions": [],
+        "dataActions": ["Microsoft.Compute/virtualMachines/login/action",
+                        "Microsoft.HybridCompute/machines/login/action"],
+        "notDataActions": []},
+    "Virtual Machine Administrator Login": {
+        "actions": _VM_LOGIN_ACTIONS, "notActions": [],
+        "dataActions": ["Microsoft.Compute/virtualMachines/login/action",
+                        "Microsoft.Compute/virtualMachines/loginAsAdmin/action",
+                        "Microsoft.HybridCompute/machines/login/action",
+                        "Microsoft.HybridCompute/machines/loginAsAdmin/action"],
+        "notDataActions": []},
+    "Owner": {"actions": ["*"], "notActions": [], "dataActions": [], "notDataActions": []},
+    "Contributor": {
+        "actions": ["*"],
+        "notActions": ["Microsoft.Authorization/*/Delete", "Microsoft.Authorization/*/Write",
+                       "Microsoft.Authorization/elevateAccess/Action",
+                       "Microsoft.Blueprint/blueprintAssignments/write",
+                       "Microsoft.Blueprint/blueprintAssignments/delete",
+                       "Microsoft.Compute/galleries/share/action", "Microsoft.Purview/consents/write",
+                       "Microsoft.Purview/consents/delete",
+                       "Microsoft.Resources/deploymentStacks/manageDenySetting/action",
+                       "Microsoft.Subscription/cancel/action", "Microsoft.Subscription/enable/action"],
+        "dataActions": [], "notDataActions": []},
+    "Reader": {"actions": ["*/read"], "notActions": [], "dataActions": [], "notDataActions": []},
+}
+ARM_KEYS = ("roles", "page_size", "fail", "malformed", "challenge", "next_link_base")
+ARM_API_VERSIONS = ("2022-04-01", "2018-07-01", "2018-01-01-preview", "2015-07-01")
+ARM_AUDIENCES = ("https://management.azure.com/", "https://management.azure.com",
+                 "https://management.core.windows.net/")
+PERMISSION_LISTS = ("actions", "notActions", "dataActions", "notDataActions")
+ARM_PERMISSIONS_SUFFIX_CASED = "/providers/Microsoft.Authorization/permissions"
+ARM_PERMISSIONS_SUFFIX = ARM_PERMISSIONS_SUFFIX_CASED.lower()
+ENDPOINTS += ("arm",)
+DEFAULT_CONFIG["arm"] = {}
+MERGED += ("arm",)
+
+
+def arm_role_permission(role):
+    """One permissions entry for a built-in role name or an inline custom role."""
+    if isinstance(role, str):
+        name = next((n for n in BUILTIN_ROLES if n.lower() == role.lower()), None)
+        if name is None:
+            raise ValueError("unknown built-in role %r" % role)
+        return json.loads(jdump(BUILTIN_ROLES[name]))
+    if not isinstance(role, dict):
+        raise ValueError("a role is a built-in role name or an object")
+    bad = [k for k in role if k not in PERMISSION_LISTS + ("condition", "conditionVersion")]
+    if bad:
+        raise ValueError("unknown custom role field(s) %s" % bad)
+    out = {k: list(role.get(k) or []) for k in PERMISSION_LISTS}
+    for k in ("condition", "conditionVersion"):
+        if k in role:
+            out[k] = role[k]
+    return out
+
+
+def check_arm_config(v):
+    if v is None:
+        return
+    if not isinstance(v, dict):
+        raise ValueError("arm wants an object")
+    bad = [x for x in v if x not in ARM_KEYS]
+    if bad:
+        raise ValueError("unknown arm setting(s) %s" % bad)
+    roles = v.get("roles")
+    if roles is not None:
+        if not isinstance(roles, dict):
+            raise ValueError("arm.roles wants {oid or upn: [roles]}")
+        for who, lst in roles.items():
+            if not isinstance(lst, list):
+                raise ValueError("arm.roles[%r] wants a list" % who)
+            for r in lst:
+                arm_role_permission(r)
+    if v.get("page_size") is not None and int(v["page_size"]) < 1:
+        raise ValueError("arm.page_size must be >= 1")
 
 
 def b64u(data):
@@ -288,6 +374,8 @@ class State:
                     raise ValueError("unknown setting %r" % k)
                 if k == "sign" and v not in SIGN_MODES:
                     raise ValueError("sign must be one of %s" % ", ".join(SIGN_MODES))
+                if k == "arm":
+                    check_arm_config(v)
                 if k == "msi" and isinstance(v, dict):
                     bad = [x for x in v if x not in MSI_KEYS]
                     if bad:
@@ -532,7 +620,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.dispatch("POST")
 
     def dispatch(self, method):
-        st = self.server.state
         self.endpoint = None
         self.form = {}
         url = urllib.parse.urlsplit(self.path)
@@ -639,6 +726,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         st = self.server.state
         if p.startswith("/_control/"):
             self.control(method, p[len("/_control/"):])
+        if p.lower().startswith("/subscriptions/") and p.lower().endswith(ARM_PERMISSIONS_SUFFIX):
+            self.arm_permissions(method)
         m = re.fullmatch(r"/([^/]+)/(v2\.0/\.well-known/openid-configuration|discovery/v2\.0/keys|"
                          r"discovery/keys|discovery/instance|oauth2/v2\.0/devicecode|oauth2/v2\.0/token)", p)
         if not m:
@@ -752,7 +841,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         now = utcnow()
         ts = entra_ts(now)
         trace = str(uuid.uuid4())
-        cri = self.headers.get("client-request-id", "")
+        cri = self.headers.get("client-request-id") or self.query.get("client-request-id") or ""
         corr = cri.lower() if is_guid(cri) else str(uuid.uuid4())
         if codes is None:
             codes = [code] if code is not None else []
@@ -957,17 +1046,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.json_reply({"error": "body is not JSON"}, 400)
         if body is None:
             body = {}
-        if method == "GET" and what == "requests":
+        if what == "requests":  # GET (POST accepted too)
             with st.lock:
                 self.json_reply({"counts": dict(st.counts), "log": list(st.log)})
-        if method == "GET" and what == "flows":
+        if what == "flows":  # GET (POST accepted too)
             with st.lock:
                 self.json_reply([{"user_code": f["user_code"], "state": f["state"], "client_id": f["client_id"],
                                   "scope": f["scope"], "polls": f["polls"],
                                   "claims_param": f["claims_param"],
                                   "token_claims_param": f.get("token_claims_param"),
                                   "approved_claims": f["approved_claims"]} for f in st.flows])
-        if method == "GET" and what == "config":
+        if what == "config":  # GET (POST accepted too)
             with st.lock:
                 self.json_reply(st.config)
         if method != "POST":
@@ -1014,6 +1103,110 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if flow["state"] != "pending":
             self.json_reply({"error": "flow is %s" % flow["state"]}, 409)
         return flow
+
+    # --- ARM permissions (HTTPS) -------------------------------------------
+
+    def arm_error(self, status, code, message, headers=None):
+        raise Reply(status, jdump({"error": {"code": code, "message": message}}),
+                    headers=dict(headers or {}, **{"x-ms-request-id": str(uuid.uuid4())}))
+
+    def arm_token_claims(self):
+        """The claims of the caller's token, if the fake signed it for ARM; else 401 as ARM."""
+        from cryptography.exceptions import InvalidSignature
+        st = self.server.state
+        www = 'Bearer authorization_uri="https://login.microsoftonline.com/%s", error="invalid_token", ' \
+              'error_description="%s"'
+
+        def reject(code, text):
+            self.arm_error(401, code, text, {"WWW-Authenticate": www % (st.tenant_id, text)})
+
+        auth = self.headers.get("Authorization") or ""
+        if not auth.startswith("Bearer ") or not auth[7:].strip():
+            reject("AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing.")
+        tok = auth[7:].strip()
+        try:
+            h, c, sig = tok.split(".")
+            pad = lambda x: base64.urlsafe_b64decode(x + "=" * (-len(x) % 4))  # noqa: E731
+            head, claims, sig = json.loads(pad(h)), json.loads(pad(c)), pad(sig)
+            if not isinstance(head, dict) or not isinstance(claims, dict):
+                raise ValueError("not objects")
+        except (ValueError, TypeError, UnicodeDecodeError):
+            reject("InvalidAuthenticationToken", "The access token is invalid.")
+        with st.lock:
+            key = next((k for k in st.keys if k.kid == head.get("kid")), None)
+        if head.get("alg") != "RS256" or key is None:
+            reject("InvalidAuthenticationToken", "The access token is invalid.")
+        try:
+            key.key.public_key().verify(sig, ("%s.%s" % (h, c)).encode(), padding.PKCS1v15(), hashes.SHA256())
+        except InvalidSignature:
+            reject("InvalidAuthenticationToken", "The access token is invalid.")
+        if claims.get("aud") not in ARM_AUDIENCES:
+            reject("InvalidAuthenticationTokenAudience",
+                   "The access token has been obtained for wrong audience or resource '%s'." % claims.get("aud"))
+        if claims.get("iss") != "https://sts.windows.net/%s/" % st.tenant_id:
+            reject("InvalidAuthenticationTokenTenant", "The access token is from the wrong issuer.")
+        if not isinstance(claims.get("exp"), int) or claims["exp"] <= time.time():
+            reject("ExpiredAuthenticationToken", "The access token expiry UTC time is earlier than current UTC time.")
+        return claims
+
+    def arm_permissions(self, method):
+        st = self.server.state
+        self.begin("arm")
+        if method != "GET":
+            raise Reply(405, "Method Not Allowed", "text/plain", {"Allow": "GET"})
+        scope = self.url_path[:-len(ARM_PERMISSIONS_SUFFIX)]
+        parts = scope.split("/")
+        if len(parts) < 3 or not is_guid(parts[2]) or any(x in ("", ".", "..") for x in parts[3:]):
+            self.arm_error(400, "InvalidSubscriptionId" if len(parts) < 3 or not is_guid(parts[2])
+                           else "InvalidResourceId", "The scope '%s' is not valid." % scope)
+        if "api-version" not in self.query:
+            self.arm_error(400, "MissingApiVersionParameter",
+                           "The api-version query parameter (?api-version=) is required for all requests.")
+        if self.query["api-version"] not in ARM_API_VERSIONS:
+            self.arm_error(400, "InvalidApiVersionParameter",
+                           "The api-version '%s' is invalid. The supported versions are '%s'." % (
+                               self.query["api-version"], "','".join(ARM_API_VERSIONS)))
+        claims = self.arm_token_claims()
+        with st.lock:
+            acfg = json.loads(jdump(st.config["arm"]))
+        if acfg.get("fail"):
+            status = int(acfg["fail"])
+            self.arm_error(status, "InternalServerError" if status >= 500 else "Fake%d" % status,
+                           "Fake scenario failure %d" % status)
+        challenge = acfg.get("challenge")
+        if challenge:
+            text = challenge if isinstance(challenge, str) else jdump(challenge)
+            wanted = requested_claims(text).get("acrs") or []
+            have = claims.get("acrs") or []
+            if not wanted or not all(a in have for a in wanted):
+                b64 = base64.b64encode(text.encode()).decode("ascii")
+                self.arm_error(401, "InvalidAuthenticationToken",
+                               "The access token does not satisfy the claims required by policy.",
+                               {"WWW-Authenticate": 'Bearer realm="", authorization_uri="https://login.'
+                                'microsoftonline.com/common/oauth2/authorize", error="insufficient_claims", '
+                                'claims="%s"' % b64})
+        if acfg.get("malformed"):
+            raise Reply(200, '{"value":[{"actions":["*"],"notActions":[],"dataAc')
+        oid = str(claims.get("oid") or "").lower()
+        upn = str(claims.get("upn") or claims.get("unique_name") or "").lower()
+        roles = next((v for k, v in (acfg.get("roles") or {}).items() if k.lower() in (oid, upn)), None)
+        if not roles:
+            self.arm_error(403, "AuthorizationFailed",
+                           "The client '%s' with object id '%s' does not have authorization to perform action "
+                           "'Microsoft.Authorization/permissions/read' over scope '%s' or the scope is invalid. "
+                           "If access was recently granted, please refresh your credentials." % (upn, oid, scope))
+        entries = [arm_role_permission(r) for r in roles]
+        size = int(acfg.get("page_size") or len(entries))
+        skip = self.query.get("$skiptoken", "0")
+        if not skip.isdigit() or int(skip) % size or int(skip) >= len(entries):
+            self.arm_error(400, "InvalidSkipToken", "The skip token is not valid.")
+        start = int(skip)
+        body = {"value": entries[start:start + size]}
+        if start + size < len(entries):
+            base = acfg.get("next_link_base") or st.authority
+            body["nextLink"] = "%s%s%s?api-version=%s&$skiptoken=%d" % (
+                base, scope, ARM_PERMISSIONS_SUFFIX_CASED, self.query["api-version"], start + size)
+        self.json_reply(body)
 
     # --- managed identity (plain HTTP) ------------------------------------
 

@@ -138,6 +138,37 @@ int harness_service(const char *name, const char *args)
 	return write_text(path, text, 0644);
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+#define SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+
+int harness_preload(char **argv)
+{
+	char shim[512];
+
+	if (getenv("ENTRA_PAM_PRELOADED") != NULL)
+		return 0;
+	setenv("ENTRA_PAM_PRELOADED", "1", 1);
+#ifdef SANITIZED
+	snprintf(shim, sizeof(shim), "%s/tests/pam/.libs/pam_shim.so", builddir());
+	setenv("LD_PRELOAD", shim, 1);
+	setenv("ASAN_OPTIONS", "verify_asan_link_order=0", 0);
+#else
+	(void)shim;
+	setenv("PAM_WRAPPER", "1", 1);
+	setenv("PAM_WRAPPER_DEBUGLEVEL", "2", 1);
+	setenv("LD_PRELOAD", "libpam_wrapper.so", 1);
+#endif
+	/* argv[0], not /proc/self/exe: under valgrind the latter is valgrind. */
+	execv(argv[0], argv);
+	perror("execv");
+	return -1;
+}
+
 int harness_stack_service(const char *name)
 {
 	char path[400], text[4096], module[400];
@@ -225,6 +256,7 @@ int harness_start(void)
 	if (mkdir(path, 0755) < 0)
 		return -1;
 	setenv("PAM_WRAPPER_SERVICE_DIR", H.service_dir, 1);
+	setenv("ENTRA_PAM_CONFDIR", H.service_dir, 1);
 	return 0;
 }
 

@@ -41,6 +41,12 @@ struct harness {
 
 extern struct harness H;
 
+/* Re-exec the program once with the PAM test double preloaded: pam_wrapper,
+ * or in sanitizer builds tests/pam/pam_shim.so (pam_wrapper's
+ * RTLD_DEEPBIND and the sanitizer runtime exclude each other). Returns
+ * 0 when preloaded already, -1 when the re-exec failed. */
+int harness_preload(char **argv);
+
 /* Start the fake and lay out config, services and directories; returns
  * 0 or -1 (a message is printed). */
 int harness_start(void);

@@ -839,16 +839,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_service_sessions_single_flight),
 	};
 
-	/* pam_wrapper must be preloaded: re-exec once. */
-	if (getenv("PAM_WRAPPER") == NULL) {
-		setenv("PAM_WRAPPER", "1", 1);
-		setenv("PAM_WRAPPER_DEBUGLEVEL", "2", 1);
-		setenv("LD_PRELOAD", "libpam_wrapper.so", 1);
-		setenv("ASAN_OPTIONS", "verify_asan_link_order=0", 0);
-		execv("/proc/self/exe", argv);
-		perror("execv");
+	if (harness_preload(argv) < 0)
 		return 1;
-	}
 	(void)argc;
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
