@@ -50,6 +50,7 @@ static double cpu_ms(void)
 /* The person: approve at the fake, remember when Enter was pressed. */
 struct bench_person {
 	double enter_ms;
+	double conv_cpu_ms; /* the fake's approval, made from this process: not the module's */
 	char code[64];
 };
 
@@ -74,7 +75,9 @@ static int bench_conv(int n, const struct pam_message **msg, struct pam_response
 		}
 		p->code[k] = '\0';
 		snprintf(body, sizeof(body), "{\"user_code\":\"%s\",\"claims\":%s}", p->code, ALICE_CLAIMS);
+		double c0 = cpu_ms();
 		fake_control("approve", body);
+		p->conv_cpu_ms += cpu_ms() - c0;
 		r[i].resp = strdup("");
 		p->enter_ms = now_ms();
 	}
@@ -102,7 +105,7 @@ static int one_login(const char *service, double *enter_to_success, double *cpu)
 		rc = pam_close_session(ph, 0);
 	pam_end(ph, rc);
 	*enter_to_success = done - person.enter_ms;
-	*cpu = cpu_ms() - c0;
+	*cpu = cpu_ms() - c0 - person.conv_cpu_ms;
 	return rc;
 }
 
@@ -131,6 +134,8 @@ static void bench_logins(void)
 	       counts[0] + counts[1] + counts[2] + counts[3], counts[0], counts[1], counts[2], counts[3]);
 
 	fake_control("reset", "{}");
+	one_login("bench", &e, &c); /* warm this service's cache */
+	fake_control("reset", "{}");
 	for (int i = 0; i < N; i++) {
 		if (one_login("bench", &e2s[i], &cpu[i]) != PAM_SUCCESS) {
 			printf("warm login %d failed\n", i);
@@ -143,7 +148,7 @@ static void bench_logins(void)
 	qsort(e2s, N, sizeof(double), compare_double);
 	qsort(cpu, N, sizeof(double), compare_double);
 	printf("Enter to PAM_SUCCESS: median %.1f ms, max %.1f ms (target <= 50 ms)\n", e2s[N / 2], e2s[N - 1]);
-	printf("CPU per login (auth+account+session, TLS included): median %.2f ms, max %.2f ms (target <= 2 ms of module work)\n",
+	printf("module CPU per login (auth+account+session+close, TLS handshake included, the fake's approval excluded): median %.2f ms, max %.2f ms (target <= 2 ms)\n",
 	       cpu[N / 2], cpu[N - 1]);
 }
 
@@ -232,6 +237,7 @@ int main(int argc, char **argv)
 
 	if (harness_preload(argv) < 0)
 		return 1;
+	unsetenv("PAM_WRAPPER_DEBUGLEVEL"); /* the module's log lines are not the benchmark's output */
 	(void)argc;
 	if (harness_start() < 0) {
 		fprintf(stderr, "bench: cannot start the fake Entra\n");
