@@ -232,7 +232,7 @@ static void bench_service_sessions(void)
 
 int main(int argc, char **argv)
 {
-	char args[600], path[400];
+	char args[600], path[400], run_dir[128], cmd[200];
 	FILE *f;
 
 	if (harness_preload(argv) < 0)
@@ -243,11 +243,14 @@ int main(int argc, char **argv)
 		fprintf(stderr, "bench: cannot start the fake Entra\n");
 		return 1;
 	}
-	snprintf(args, sizeof(args), "cache_dir=%s/cache-bench-cold", H.dir);
+	/* Sessions live on tmpfs, as /run does on the nodes. */
+	snprintf(run_dir, sizeof(run_dir), "/dev/shm/pam_entra_bench.%d", (int)getpid());
+	snprintf(args, sizeof(args), "cache_dir=%s/cache-bench-cold run_dir=%s", H.dir, run_dir);
 	harness_service("bench-cold", args);
-	harness_service("bench", "");
-	snprintf(args, sizeof(args), "service_accounts=nobody msi_source=imds imds_endpoint=http://127.0.0.1:%d",
-		 H.http_port);
+	snprintf(args, sizeof(args), "run_dir=%s", run_dir);
+	harness_service("bench", args);
+	snprintf(args, sizeof(args), "service_accounts=nobody msi_source=imds imds_endpoint=http://127.0.0.1:%d run_dir=%s",
+		 H.http_port, run_dir);
 	harness_service_session_stack("bench-svc", args);
 	snprintf(path, sizeof(path), "%s/bench-permit", H.service_dir);
 	f = fopen(path, "w");
@@ -259,5 +262,8 @@ int main(int argc, char **argv)
 	bench_pamtester_rss();
 	bench_service_sessions();
 	harness_stop();
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", run_dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "bench: could not remove %s\n", run_dir);
 	return 0;
 }
