@@ -885,12 +885,21 @@ static int terminal_prompt(void *host, const char *text)
 	return 0;
 }
 
+/* Why another sign-in round is needed (a claims challenge): shown before
+ * the next prompt. */
+static void terminal_info(void *host, const char *text)
+{
+	(void)host;
+	printf("%s\n", text);
+	fflush(stdout);
+}
+
 /* A device-code login through the core library, with no PAM stack: who
  * signed in, and what the module would decide for them. Nothing is
  * recorded in the user database and no session is opened. */
 static int test_login(const struct entra_config *cfg, const char *user)
 {
-	struct entra_device_hooks hooks = { terminal_prompt, NULL, NULL };
+	struct entra_device_hooks hooks = { .prompt = terminal_prompt, .info = terminal_info };
 	struct entra_login_result result;
 	struct entra_decision decision;
 	enum entra_login_status status;
@@ -907,16 +916,28 @@ static int test_login(const struct entra_config *cfg, const char *user)
 	memset(&result, 0, sizeof(result));
 	printf("test login as %s (no PAM stack is used; nothing is recorded)\n", user);
 	fflush(stdout);
-	status = entra_login_authenticate(cfg, user, host, &hooks, &logger, &result);
+	/* As the sshd service: that is the login people make first, and it
+	 * selects the authentication context configured for it. */
+	status = entra_login_authenticate(cfg, user, "sshd", host, &hooks, &logger, &result);
 	switch (status) {
-	case ENTRA_LOGIN_OK:
+	case ENTRA_LOGIN_OK: {
+		bool allowed, admin;
+
 		entra_authorize(cfg, &result.identity, &decision);
+		/* The module's rule: allow lists and Azure RBAC must both allow;
+		 * either one makes an admin. */
+		allowed = decision.allowed && (!result.rbac_checked || result.rbac.login_allowed);
+		admin = allowed && (decision.admin || (result.rbac_checked && result.rbac.admin));
 		printf("\nsigned in: %s (%s), object id %s, tenant %s\n", result.identity.username,
 		       result.identity.display_name ? result.identity.display_name : "no display name",
 		       result.identity.object_id, result.identity.tenant_id ? result.identity.tenant_id : "-");
-		printf("login:     %s%s\n", decision.reason, decision.admin ? " [admin]" : "");
-		ret = decision.allowed ? EXIT_SUCCESS : EXIT_FAILURE;
+		printf("allow lists: %s\n", decision.reason);
+		if (result.rbac_checked)
+			printf("Azure RBAC:  %s\n", result.rbac.reason);
+		printf("login:       %s%s\n", allowed ? "allowed" : "DENIED", admin ? " [admin]" : "");
+		ret = allowed ? EXIT_SUCCESS : EXIT_FAILURE;
 		break;
+	}
 	case ENTRA_LOGIN_NOT_OURS:
 		fail("test login: %s is not an Entra account under this configuration (user_mapping, "
 		     "allowed_domains, local_users)", user);
