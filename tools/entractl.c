@@ -331,7 +331,7 @@ static void status_caches(const char *dir)
 			continue;
 		format_age(now, st.st_mtime, age, sizeof(age));
 		printf("  %-9s %s: age %s%s\n", kind, de->d_name, age,
-		       now - st.st_mtime > ENTRA_OIDC_TTL ? " (past the 24 h TTL: refetched at next login)" : "");
+		       now - st.st_mtime > (time_t)ENTRA_OIDC_TTL ? " (past the 24 h TTL: refetched at next login)" : "");
 		n++;
 	}
 	closedir(d);
@@ -701,7 +701,7 @@ static int setup_ask(struct setup *s)
 		{ "authority", "Authority (empty: https://login.microsoftonline.com)", false },
 		{ "ca_file", "CA bundle for TLS (empty: the system trust store)", false },
 	};
-	char answer[SETUP_LINE], test[SETUP_LINE];
+	char answer[SETUP_LINE];
 	int rc;
 
 	printf("pam_entra setup: answers go to %s (see pam_entra.conf(5)).\n", config_path);
@@ -730,6 +730,8 @@ static int setup_ask(struct setup *s)
 			return -1;
 	}
 	if (s->test_user == NULL) {
+		char test[SETUP_LINE];
+
 		rc = ask("Entra user for a test login now (empty: skip)", NULL, test, sizeof(test));
 		if (rc > 0) {
 			s->test_user = strdup(test);
@@ -902,7 +904,7 @@ static int test_login(const struct entra_config *cfg, const char *user)
 	struct entra_device_hooks hooks = { .prompt = terminal_prompt, .info = terminal_info };
 	struct entra_login_result result;
 	struct entra_decision decision;
-	enum entra_login_status status;
+	enum entra_login_status outcome;
 	char host[256];
 	int ret = EXIT_FAILURE;
 
@@ -918,8 +920,8 @@ static int test_login(const struct entra_config *cfg, const char *user)
 	fflush(stdout);
 	/* As the sshd service: that is the login people make first, and it
 	 * selects the authentication context configured for it. */
-	status = entra_login_authenticate(cfg, user, "sshd", host, &hooks, &logger, &result);
-	switch (status) {
+	outcome = entra_login_authenticate(cfg, user, "sshd", host, &hooks, &logger, &result);
+	switch (outcome) {
 	case ENTRA_LOGIN_OK: {
 		bool allowed, admin;
 
@@ -943,7 +945,7 @@ static int test_login(const struct entra_config *cfg, const char *user)
 		     "allowed_domains, local_users)", user);
 		break;
 	default:
-		fail("test login failed (%s)%s%s", entra_login_status_str(status), result.message[0] ? ": " : "",
+		fail("test login failed (%s)%s%s", entra_login_status_str(outcome), result.message[0] ? ": " : "",
 		     result.message);
 		break;
 	}
