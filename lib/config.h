@@ -18,7 +18,7 @@
 #define ENTRA_MAP_MAX_FILE ((size_t)1024 * 1024) /* bytes in the map file */
 
 struct entra_strlist {
-	char **items;
+	char **items;  /* NULL-terminated when count > 0; NULL when empty */
 	size_t count;
 };
 
@@ -93,6 +93,16 @@ struct entra_config {
 	/* token service (entra-tokend) */
 	int tokend_port;        /* 127.0.0.1 port of the managed-identity endpoint, default 40380 */
 	char *tokend_socket;    /* registration socket, default RUNSTATEDIR/entra-tokend.sock */
+	/* Azure RBAC and conditional access */
+	char *arm_url;          /* ARM base URL, default https://management.azure.com */
+	char *arm_audience;     /* aud of ARM access tokens, default https://management.azure.com/ */
+	char *rbac_scope;       /* ARM resource id whose permissions decide; NULL = RBAC off */
+	struct entra_strlist rbac_login_actions; /* any one allows login (dataActions; "action:" prefix = control plane) */
+	struct entra_strlist rbac_admin_actions; /* any one makes the user an admin */
+	int rbac_cache_ttl;     /* seconds a decision is reused, default 300, 0 = off */
+	bool require_mfa;       /* the ARM access token must carry "mfa" in amr */
+	struct entra_strlist auth_context;       /* "service:cN": authentication context per PAM service */
+	struct entra_strlist client_capabilities;/* sent as xms_cc, e.g. cp1 (continuous access evaluation) */
 
 	/* session */
 	bool export_token;      /* put the raw access token in ENTRA_ACCESS_TOKEN, default false */
