@@ -735,17 +735,44 @@ static void test_service_sessions_single_flight(void **state)
 				pam_test(PAMTEST_OPEN_SESSION, PAM_SUCCESS),
 				pam_test(PAMTEST_GETENVLIST, PAM_SUCCESS),
 			};
-			int fd = open("/dev/null", O_WRONLY);
+			char log[400];
+			int fd;
+
+			/* Each child's log, printed by the parent if it fails. */
+			snprintf(log, sizeof(log), "%s/burst-%d.log", H.dir, i);
+			fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 			if (fd >= 0)
 				dup2(fd, 2);
-			if (_pamtest_conv("entra-svc-burst", "nobody", person_conv, &p, cases, 2, NULL) != PAMTEST_ERR_OK)
+			enum pamtest_err err;
+
+			/* pam_wrapper (the test double) names its per-process
+			 * copy of the service directory /tmp/pam.<n> and can
+			 * collide when 50 processes start at once: pam_start
+			 * then fails before the module runs. Start again. */
+			for (int attempt = 0;; attempt++) {
+				err = _pamtest_conv("entra-svc-burst", "nobody", person_conv, &p, cases, 2, NULL);
+				if (err != PAMTEST_ERR_START || attempt == 4)
+					break;
+				usleep(10000 * (attempt + 1) + 1000 * (getpid() % 10));
+			}
+			if (err != PAMTEST_ERR_OK)
 				_exit(1);
 			_exit(env_get(cases[1].case_out.envlist, "ENTRA_TOKEN_FILE") != NULL ? 0 : 2);
 		}
 	}
-	for (int i = 0; i < N; i++)
-		if (waitpid(pids[i], &status, 0) == pids[i] && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+	for (int i = 0; i < N; i++) {
+		if (waitpid(pids[i], &status, 0) == pids[i] && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
 			ok++;
+		} else {
+			char log[400], cmd[500];
+
+			snprintf(log, sizeof(log), "%s/burst-%d.log", H.dir, i);
+			snprintf(cmd, sizeof(cmd), "grep -v PWRAP_TRACE %s | tail -n 20 | sed 's/^/# /' >&2", log);
+			fprintf(stderr, "# session open %d failed (status %d):\n", i, status);
+			if (system(cmd) != 0)
+				fprintf(stderr, "# (no log)\n");
+		}
+	}
 	assert_int_equal(ok, N);
 	assert_int_equal(fake_count("imds"), 1);
 }
