@@ -33,3 +33,4 @@ include tests/pam/local.mk
 include tests/nss/local.mk
 include tests/e2e/local.mk
 include tests/fuzz/local.mk
+include tests/hardening/local.mk

@@ -1,0 +1,13 @@
+# hardening/local.mk: hostile tokens, a hostile or broken IdP, faults and
+# load, a local attacker (see SECURITY.md). The PAM programs link the PAM
+# test rig of tests/pam.
+EXTRA_DIST += tests/hardening/hardening_util.h
+
+if HAVE_PAMTEST
+check_PROGRAMS += tests/hardening/test_hostile_tokens
+TESTS += tests/hardening/test_hostile_tokens
+tests_hardening_test_hostile_tokens_SOURCES = tests/hardening/test_hostile_tokens.c \
+	tests/hardening/hardening_util.c tests/pam/pam_harness.c tests/pam/pam_harness.h
+tests_hardening_test_hostile_tokens_CFLAGS = $(TEST_CFLAGS) $(PAMTEST_CFLAGS) -I$(top_srcdir)/tests/pam
+tests_hardening_test_hostile_tokens_LDADD = lib/libentra_base.la $(PAMTEST_LIBS) $(PAM_LIBS) $(CMOCKA_LIBS) $(JSONC_LIBS) $(CURL_LIBS)
+endif
