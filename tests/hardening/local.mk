@@ -11,3 +11,13 @@ tests_hardening_test_hostile_tokens_SOURCES = tests/hardening/test_hostile_token
 tests_hardening_test_hostile_tokens_CFLAGS = $(TEST_CFLAGS) $(PAMTEST_CFLAGS) -I$(top_srcdir)/tests/pam
 tests_hardening_test_hostile_tokens_LDADD = lib/libentra_base.la $(PAMTEST_LIBS) $(PAM_LIBS) $(CMOCKA_LIBS) $(JSONC_LIBS) $(CURL_LIBS)
 endif
+
+if HAVE_PAMTEST
+check_PROGRAMS += tests/hardening/test_hostile_idp
+TESTS += tests/hardening/test_hostile_idp
+tests_hardening_test_hostile_idp_SOURCES = tests/hardening/test_hostile_idp.c \
+	tests/hardening/hardening_util.c tests/pam/pam_harness.c tests/pam/pam_harness.h \
+	tests/unit/net_testserver.c tests/unit/net_testserver.h
+tests_hardening_test_hostile_idp_CFLAGS = $(TEST_CFLAGS) $(PAMTEST_CFLAGS) -I$(top_srcdir)/tests/pam -I$(top_srcdir)/tests/unit
+tests_hardening_test_hostile_idp_LDADD = lib/libentra.la $(PAMTEST_LIBS) $(PAM_LIBS) $(CMOCKA_LIBS) $(JSONC_LIBS) $(CURL_LIBS) $(CRYPTO_LIBS)
+endif
