@@ -21,3 +21,12 @@ tests_hardening_test_hostile_idp_SOURCES = tests/hardening/test_hostile_idp.c \
 tests_hardening_test_hostile_idp_CFLAGS = $(TEST_CFLAGS) $(PAMTEST_CFLAGS) -I$(top_srcdir)/tests/pam -I$(top_srcdir)/tests/unit
 tests_hardening_test_hostile_idp_LDADD = lib/libentra.la $(PAMTEST_LIBS) $(PAM_LIBS) $(CMOCKA_LIBS) $(JSONC_LIBS) $(CURL_LIBS) $(CRYPTO_LIBS)
 endif
+
+if HAVE_PAMTEST
+check_PROGRAMS += tests/hardening/test_faults
+TESTS += tests/hardening/test_faults
+tests_hardening_test_faults_SOURCES = tests/hardening/test_faults.c \
+	tests/hardening/hardening_util.c tests/pam/pam_harness.c tests/pam/pam_harness.h
+tests_hardening_test_faults_CFLAGS = $(TEST_CFLAGS) $(PAMTEST_CFLAGS) -I$(top_srcdir)/tests/pam
+tests_hardening_test_faults_LDADD = lib/libentra_base.la $(PAMTEST_LIBS) $(PAM_LIBS) $(CMOCKA_LIBS) $(JSONC_LIBS) $(CURL_LIBS)
+endif
