@@ -30,3 +30,12 @@ tests_hardening_test_faults_SOURCES = tests/hardening/test_faults.c \
 tests_hardening_test_faults_CFLAGS = $(TEST_CFLAGS) $(PAMTEST_CFLAGS) -I$(top_srcdir)/tests/pam
 tests_hardening_test_faults_LDADD = lib/libentra_base.la $(PAMTEST_LIBS) $(PAM_LIBS) $(CMOCKA_LIBS) $(JSONC_LIBS) $(CURL_LIBS)
 endif
+
+if HAVE_PAMTEST
+check_PROGRAMS += tests/hardening/test_local_attacker
+TESTS += tests/hardening/test_local_attacker
+tests_hardening_test_local_attacker_SOURCES = tests/hardening/test_local_attacker.c \
+	tests/hardening/hardening_util.c tests/pam/pam_harness.c tests/pam/pam_harness.h
+tests_hardening_test_local_attacker_CFLAGS = $(TEST_CFLAGS) $(PAMTEST_CFLAGS) -I$(top_srcdir)/tests/pam
+tests_hardening_test_local_attacker_LDADD = lib/libentra.la $(PAMTEST_LIBS) $(PAM_LIBS) $(CMOCKA_LIBS) $(JSONC_LIBS) $(CURL_LIBS) $(CRYPTO_LIBS)
+endif
