@@ -39,7 +39,7 @@ EXTRA_DIST += tests/fuzz/fuzz_json.c tests/fuzz/fuzz_jwks.c tests/fuzz/fuzz_jwt.
 	tests/fuzz/fuzz_tokens.c tests/fuzz/fuzz_devicecode.c tests/fuzz/fuzz_oauth_error.c \
 	tests/fuzz/fuzz_oidc.c tests/fuzz/fuzz_config.c tests/fuzz/fuzz_userdb.c \
 	tests/fuzz/fuzz_msi.c tests/fuzz/fuzz_rbac.c tests/fuzz/fuzz_common.h \
-	tests/fuzz/fuzz_http_stub.c tests/fuzz/fuzz_http_stub.h tests/fuzz/run_fuzz.sh \
+	tests/fuzz/fuzz_http_stub.c tests/fuzz/fuzz_http_stub.h tests/fuzz/run_fuzz.sh tests/fuzz/make_seeds.py \
 	tests/fuzz/json.dict tests/fuzz/corpus
 
 $(FUZZ_LIB): $(top_srcdir)/lib/*.c $(top_srcdir)/lib/*.h

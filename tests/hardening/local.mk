@@ -1,7 +1,7 @@
 # hardening/local.mk: hostile tokens, a hostile or broken IdP, faults and
 # load, a local attacker (see SECURITY.md). The PAM programs link the PAM
 # test rig of tests/pam.
-EXTRA_DIST += tests/hardening/hardening_util.h
+EXTRA_DIST += tests/hardening/hardening_util.h SECURITY.md
 
 if HAVE_PAMTEST
 check_PROGRAMS += tests/hardening/test_hostile_tokens
