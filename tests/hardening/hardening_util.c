@@ -40,6 +40,15 @@ static bool name_ok(const char *s)
 	return true;
 }
 
+static long temp_found;
+
+static bool is_temp_name(const char *s)
+{
+	size_t n = strlen(s);
+
+	return s[0] == '.' && n > 5 && strcmp(s + n - 4, ".tmp") == 0;
+}
+
 static int walk(int dfd, const char *path, const char *forbidden, long *count, int depth)
 {
 	DIR *d;
@@ -57,6 +66,8 @@ static int walk(int dfd, const char *path, const char *forbidden, long *count, i
 		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
 			continue;
 		(*count)++;
+		if (is_temp_name(de->d_name))
+			temp_found++;
 		if (!name_ok(de->d_name) || (forbidden != NULL && strstr(de->d_name, forbidden) != NULL)) {
 			fprintf(stderr, "# unexpected name in %s: \"%s\"\n", path, de->d_name);
 			bad++;
@@ -90,6 +101,54 @@ long tree_count(const char *root)
 		return -1;
 	walk(fd, root, NULL, &count, 0);
 	return count;
+}
+
+long tree_count_temp(const char *root)
+{
+	long count = 0;
+	int fd = open(root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+	if (fd < 0)
+		return 0;
+	temp_found = 0;
+	walk(fd, root, NULL, &count, 0);
+	return temp_found;
+}
+
+int run_shell(const char *cmd, char *out, size_t outlen)
+{
+	int fds[2], status, devnull;
+	char sink[256];
+	size_t used = 0;
+	ssize_t n;
+	pid_t pid;
+
+	if (pipe(fds) != 0)
+		return -1;
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		unsetenv("LD_PRELOAD");
+		devnull = open("/dev/null", O_WRONLY);
+		dup2(fds[1], 1);
+		if (devnull >= 0)
+			dup2(devnull, 2);
+		close(fds[0]);
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	close(fds[1]);
+	while ((n = read(fds[0], out ? out + used : sink, out ? outlen - 1 - used : sizeof(sink))) > 0)
+		if (out != NULL && (used += (size_t)n) >= outlen - 1)
+			break;
+	if (out != NULL)
+		out[used] = '\0';
+	close(fds[0]);
+	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
+		return -1;
+	return WEXITSTATUS(status);
 }
 
 void tree_remove(const char *root)

@@ -22,6 +22,16 @@ long tree_count(const char *root);
 /* Remove a tree without following symlinks. */
 void tree_remove(const char *root);
 
+/* Number of hidden temp files (".*.tmp", as entra_write_file_atomic
+ * names them) below root. */
+long tree_count_temp(const char *root);
+
+/* Run cmd with /bin/sh -c in a child without the PAM preload (the shell
+ * and tools it starts must not load the test's shim or pam_wrapper),
+ * stderr to /dev/null; its stdout goes to out (NUL-terminated, may be
+ * NULL). Returns the exit status, or -1 when it did not exit. */
+int run_shell(const char *cmd, char *out, size_t outlen);
+
 /* Milliseconds on the monotonic clock. */
 long long now_ms(void);
 

@@ -156,7 +156,7 @@ static void test_map_file_checks(void **state)
 		char cmd[1200];
 
 		snprintf(cmd, sizeof(cmd), "sed -i 's/^user_mapping = upn/user_mapping = file/' '%s'", conf);
-		assert_int_equal(system(cmd), 0);
+		assert_int_equal(run_shell(cmd, NULL, 0), 0);
 	}
 	snprintf(extra, sizeof(extra), "conf=%s", conf);
 	assert_int_equal(harness_service("attack-map", extra), 0);
@@ -461,10 +461,9 @@ static int as_user(uid_t uid, const char *script)
 {
 	char cmd[4096];
 
-	snprintf(cmd, sizeof(cmd),
-		 "env -u LD_PRELOAD setpriv --reuid=%u --regid=%u --clear-groups sh -c '%s' >/dev/null 2>&1",
+	snprintf(cmd, sizeof(cmd), "setpriv --reuid=%u --regid=%u --clear-groups sh -c '%s' >/dev/null",
 		 (unsigned)uid, (unsigned)uid, script);
-	return system(cmd) == 0 ? 0 : -1;
+	return run_shell(cmd, NULL, 0) == 0 ? 0 : -1;
 }
 
 static void test_other_user_cannot_touch_token(void **state)
