@@ -50,6 +50,7 @@ static double cpu_ms(void)
 /* The person: approve at the fake, remember when Enter was pressed. */
 struct bench_person {
 	double enter_ms;
+	double conv_cpu_ms; /* the fake's approval, made from this process: not the module's */
 	char code[64];
 };
 
@@ -74,7 +75,9 @@ static int bench_conv(int n, const struct pam_message **msg, struct pam_response
 		}
 		p->code[k] = '\0';
 		snprintf(body, sizeof(body), "{\"user_code\":\"%s\",\"claims\":%s}", p->code, ALICE_CLAIMS);
+		double c0 = cpu_ms();
 		fake_control("approve", body);
+		p->conv_cpu_ms += cpu_ms() - c0;
 		r[i].resp = strdup("");
 		p->enter_ms = now_ms();
 	}
@@ -102,7 +105,7 @@ static int one_login(const char *service, double *enter_to_success, double *cpu)
 		rc = pam_close_session(ph, 0);
 	pam_end(ph, rc);
 	*enter_to_success = done - person.enter_ms;
-	*cpu = cpu_ms() - c0;
+	*cpu = cpu_ms() - c0 - person.conv_cpu_ms;
 	return rc;
 }
 
@@ -131,6 +134,8 @@ static void bench_logins(void)
 	       counts[0] + counts[1] + counts[2] + counts[3], counts[0], counts[1], counts[2], counts[3]);
 
 	fake_control("reset", "{}");
+	one_login("bench", &e, &c); /* warm this service's cache */
+	fake_control("reset", "{}");
 	for (int i = 0; i < N; i++) {
 		if (one_login("bench", &e2s[i], &cpu[i]) != PAM_SUCCESS) {
 			printf("warm login %d failed\n", i);
@@ -143,7 +148,7 @@ static void bench_logins(void)
 	qsort(e2s, N, sizeof(double), compare_double);
 	qsort(cpu, N, sizeof(double), compare_double);
 	printf("Enter to PAM_SUCCESS: median %.1f ms, max %.1f ms (target <= 50 ms)\n", e2s[N / 2], e2s[N - 1]);
-	printf("CPU per login (auth+account+session, TLS included): median %.2f ms, max %.2f ms (target <= 2 ms of module work)\n",
+	printf("module CPU per login (auth+account+session+close, TLS handshake included, the fake's approval excluded): median %.2f ms, max %.2f ms (target <= 2 ms)\n",
 	       cpu[N / 2], cpu[N - 1]);
 }
 
@@ -227,21 +232,25 @@ static void bench_service_sessions(void)
 
 int main(int argc, char **argv)
 {
-	char args[600], path[400];
+	char args[600], path[400], run_dir[128], cmd[200];
 	FILE *f;
 
 	if (harness_preload(argv) < 0)
 		return 1;
+	unsetenv("PAM_WRAPPER_DEBUGLEVEL"); /* the module's log lines are not the benchmark's output */
 	(void)argc;
 	if (harness_start() < 0) {
 		fprintf(stderr, "bench: cannot start the fake Entra\n");
 		return 1;
 	}
-	snprintf(args, sizeof(args), "cache_dir=%s/cache-bench-cold", H.dir);
+	/* Sessions live on tmpfs, as /run does on the nodes. */
+	snprintf(run_dir, sizeof(run_dir), "/dev/shm/pam_entra_bench.%d", (int)getpid());
+	snprintf(args, sizeof(args), "cache_dir=%s/cache-bench-cold run_dir=%s", H.dir, run_dir);
 	harness_service("bench-cold", args);
-	harness_service("bench", "");
-	snprintf(args, sizeof(args), "service_accounts=nobody msi_source=imds imds_endpoint=http://127.0.0.1:%d",
-		 H.http_port);
+	snprintf(args, sizeof(args), "run_dir=%s", run_dir);
+	harness_service("bench", args);
+	snprintf(args, sizeof(args), "service_accounts=nobody msi_source=imds imds_endpoint=http://127.0.0.1:%d run_dir=%s",
+		 H.http_port, run_dir);
 	harness_service_session_stack("bench-svc", args);
 	snprintf(path, sizeof(path), "%s/bench-permit", H.service_dir);
 	f = fopen(path, "w");
@@ -253,5 +262,8 @@ int main(int argc, char **argv)
 	bench_pamtester_rss();
 	bench_service_sessions();
 	harness_stop();
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", run_dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "bench: could not remove %s\n", run_dir);
 	return 0;
 }

@@ -12,3 +12,11 @@ bench: bench/bench_nss bench/bench_login nss_module/libnss_entra.la pam_module/p
 	$(SHELL) $(srcdir)/bench/run_bench.sh $(abs_builddir)
 	ENTRA_SRCDIR=$(abs_top_srcdir) ENTRA_BUILDDIR=$(abs_top_builddir) ENTRA_PYTHON3=$(PYTHON3) bench/bench_login
 .PHONY: bench
+# The token service (entra-tokend) against the token file; root only.
+noinst_PROGRAMS += bench/bench_tokend
+bench_bench_tokend_LDADD = -lpthread
+EXTRA_DIST += bench/run_bench_tokend.py
+bench: bench-tokend
+bench-tokend: bench/bench_tokend tools/entra-tokend
+	ENTRA_SRCDIR=$(abs_top_srcdir) ENTRA_BUILDDIR=$(abs_top_builddir) $(PYTHON3) $(srcdir)/bench/run_bench_tokend.py
+.PHONY: bench-tokend

@@ -2,6 +2,7 @@
  * config file and the PAM module arguments, so both are checked alike. */
 #include "config.h"
 #include "names.h"
+#include "rbac.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -93,6 +94,17 @@ static const struct key_def keys[] = {
 	STR(service_client_id),
 	LIST(service_identities),
 	BOOL(service_token_required),
+	INT(tokend_port, 1, 65535),
+	PATH(tokend_socket),
+	{ "arm_url", KEY_URL, OFF(arm_url), 0, 1, 0, NULL },
+	STR(arm_audience),
+	STR(rbac_scope),
+	LIST(rbac_login_actions),
+	LIST(rbac_admin_actions),
+	INT(rbac_cache_ttl, 0, 86400),
+	BOOL(require_mfa),
+	LIST(auth_context),
+	LIST(client_capabilities),
 	BOOL(export_token),
 	BOOL(qr_code),
 	BOOL(debug),
@@ -246,7 +258,8 @@ static int set_list(struct entra_strlist *list, const char *value, const char *k
 			set_err(err, errlen, "%s: more than %d entries", key, LIST_MAX_ITEMS);
 			goto fail;
 		}
-		grown = realloc(fresh.items, (fresh.count + 1) * sizeof(*grown));
+		/* Room for the entry and the NULL that ends the array. */
+		grown = realloc(fresh.items, (fresh.count + 2) * sizeof(*grown));
 		if (grown == NULL)
 			goto nomem;
 		fresh.items = grown;
@@ -254,6 +267,7 @@ static int set_list(struct entra_strlist *list, const char *value, const char *k
 		if (fresh.items[fresh.count] == NULL)
 			goto nomem;
 		fresh.count++;
+		fresh.items[fresh.count] = NULL;
 		p += len;
 	}
 	/* A new value replaces the list: a module argument overrides the file. */
@@ -412,6 +426,11 @@ struct entra_config *entra_config_new(void)
 		{ "home_template", "/home/%u" },
 		{ "shell", "/bin/bash" },
 		{ "imds_endpoint", "http://169.254.169.254" },
+		{ "tokend_socket", RUNSTATEDIR "/entra-tokend.sock" },
+		{ "arm_url", "https://management.azure.com" },
+		{ "arm_audience", "https://management.azure.com/" },
+		{ "rbac_login_actions", "Microsoft.Compute/virtualMachines/login/action" },
+		{ "rbac_admin_actions", "Microsoft.Compute/virtualMachines/loginAsAdmin/action" },
 	};
 	struct entra_config *cfg = calloc(1, sizeof(*cfg));
 
@@ -427,6 +446,8 @@ struct entra_config *entra_config_new(void)
 	cfg->create_home = true;
 	cfg->msi_source = ENTRA_MSI_AUTO;
 	cfg->qr_code = true;
+	cfg->tokend_port = ENTRA_TOKEND_DEFAULT_PORT;
+	cfg->rbac_cache_ttl = 300;
 	cfg->check_owner = true;
 	for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++) {
 		if (entra_config_set(cfg, defaults[i].key, defaults[i].value, NULL, 0) < 0) {
@@ -780,6 +801,101 @@ static bool ranges_overlap(unsigned long a0, unsigned long a1, unsigned long b0,
 	return a0 <= b1 && b0 <= a1;
 }
 
+/* "service:cN" with a PAM service name and an authentication context
+ * id c1..c25. */
+static bool auth_context_ok(const char *s)
+{
+	const char *colon = strchr(s, ':');
+	char *end;
+	long n;
+
+	if (colon == NULL || colon == s || (size_t)(colon - s) > 64)
+		return false;
+	for (const char *p = s; p < colon; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.'))
+			return false;
+	if (colon[1] != 'c' || colon[2] < '1' || colon[2] > '9')
+		return false;
+	errno = 0;
+	n = strtol(colon + 2, &end, 10);
+	return errno == 0 && *end == '\0' && n >= 1 && n <= 25;
+}
+
+static bool capability_ok(const char *s)
+{
+	if (*s == '\0' || strlen(s) > 32)
+		return false;
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9')))
+			return false;
+	return true;
+}
+
+/* RBAC and conditional-access keys: they read the ARM access token, so
+ * the session's resource must be ARM. */
+static int validate_access_checks(const struct entra_config *cfg, char *err, size_t errlen)
+{
+	const struct entra_strlist *lists[] = { &cfg->rbac_login_actions, &cfg->rbac_admin_actions };
+	const char *names[] = { "rbac_login_actions", "rbac_admin_actions" };
+	char why[256];
+	size_t len;
+
+	if (cfg->rbac_scope != NULL && !entra_rbac_scope_is_valid(cfg->rbac_scope)) {
+		set_err(err, errlen,
+			"rbac_scope: '%s' is not an ARM resource id; use the id of the VM or "
+			"workspace, like /subscriptions/<guid>/resourceGroups/<rg>/providers/...",
+			cfg->rbac_scope);
+		return -EINVAL;
+	}
+	for (size_t l = 0; l < 2; l++) {
+		if (cfg->rbac_scope != NULL && lists[l]->count == 0 && l == 0) {
+			set_err(err, errlen, "rbac_login_actions: empty; with rbac_scope set, name the "
+				"action that allows login (default Microsoft.Compute/virtualMachines/login/action)");
+			return -EINVAL;
+		}
+		for (size_t i = 0; i < lists[l]->count; i++) {
+			if (entra_rbac_action_check(lists[l]->items[i], why, sizeof(why)) < 0) {
+				set_err(err, errlen, "%s: %s", names[l], why);
+				return -EINVAL;
+			}
+		}
+	}
+	for (size_t i = 0; i < cfg->auth_context.count; i++) {
+		if (!auth_context_ok(cfg->auth_context.items[i])) {
+			set_err(err, errlen,
+				"auth_context: '%s' must be service:cN, a PAM service name and an "
+				"authentication context id c1-c25, such as sudo:c2",
+				cfg->auth_context.items[i]);
+			return -EINVAL;
+		}
+	}
+	for (size_t i = 0; i < cfg->client_capabilities.count; i++) {
+		if (!capability_ok(cfg->client_capabilities.items[i])) {
+			set_err(err, errlen,
+				"client_capabilities: '%s' is not a capability name such as cp1",
+				cfg->client_capabilities.items[i]);
+			return -EINVAL;
+		}
+	}
+	if (cfg->arm_audience == NULL || strncmp(cfg->arm_audience, "https://", 8) != 0) {
+		set_err(err, errlen, "arm_audience: must be an https URL such as https://management.azure.com/");
+		return -EINVAL;
+	}
+	len = strlen(cfg->arm_audience);
+	if (cfg->arm_audience[len - 1] == '/')
+		len--;
+	if ((cfg->rbac_scope != NULL || cfg->require_mfa || cfg->auth_context.count > 0) &&
+	    strncmp(cfg->resource, cfg->arm_audience, len) != 0) {
+		set_err(err, errlen,
+			"resource: rbac_scope, require_mfa and auth_context read the Azure Resource "
+			"Manager token, so resource must be %.*s/.default",
+			(int)len, cfg->arm_audience);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int entra_config_validate(const struct entra_config *cfg, char *err, size_t errlen)
 {
 	int workspace_keys;
@@ -957,5 +1073,5 @@ int entra_config_validate(const struct entra_config *cfg, char *err, size_t errl
 		set_err(err, errlen, "imds_endpoint: must be an http(s) URL");
 		return -EINVAL;
 	}
-	return 0;
+	return validate_access_checks(cfg, err, errlen);
 }

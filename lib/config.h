@@ -14,10 +14,11 @@
 #define ENTRA_DEFAULT_CONFIG SYSCONFDIR "/security/pam_entra.conf"
 #define ENTRA_CONFIG_MAX_FILE ((size_t)64 * 1024) /* bytes in the config file */
 #define ENTRA_CONFIG_MAX_LINE 4096        /* bytes in one line, without the newline */
+#define ENTRA_TOKEND_DEFAULT_PORT 40380
 #define ENTRA_MAP_MAX_FILE ((size_t)1024 * 1024) /* bytes in the map file */
 
 struct entra_strlist {
-	char **items;
+	char **items;  /* NULL-terminated when count > 0; NULL when empty */
 	size_t count;
 };
 
@@ -88,6 +89,20 @@ struct entra_config {
 	char *service_client_id;/* user-assigned identity for all services; NULL = system-assigned */
 	struct entra_strlist service_identities; /* "account:client-id" pairs */
 	bool service_token_required; /* no token -> no session; default false: open without one, logged */
+
+	/* token service (entra-tokend) */
+	int tokend_port;        /* 127.0.0.1 port of the managed-identity endpoint, default 40380 */
+	char *tokend_socket;    /* registration socket, default RUNSTATEDIR/entra-tokend.sock */
+	/* Azure RBAC and conditional access */
+	char *arm_url;          /* ARM base URL, default https://management.azure.com */
+	char *arm_audience;     /* aud of ARM access tokens, default https://management.azure.com/ */
+	char *rbac_scope;       /* ARM resource id whose permissions decide; NULL = RBAC off */
+	struct entra_strlist rbac_login_actions; /* any one allows login (dataActions; "action:" prefix = control plane) */
+	struct entra_strlist rbac_admin_actions; /* any one makes the user an admin */
+	int rbac_cache_ttl;     /* seconds a decision is reused, default 300, 0 = off */
+	bool require_mfa;       /* the ARM access token must carry "mfa" in amr */
+	struct entra_strlist auth_context;       /* "service:cN": authentication context per PAM service */
+	struct entra_strlist client_capabilities;/* sent as xms_cc, e.g. cp1 (continuous access evaluation) */
 
 	/* session */
 	bool export_token;      /* put the raw access token in ENTRA_ACCESS_TOKEN, default false */

@@ -81,6 +81,9 @@ struct entra_device_hooks {
 	/* Sleep up to ms; tests may shorten it. NULL: nanosleep. */
 	void (*sleep_ms)(void *host, int64_t ms);
 	void *host;
+	/* Show a message that travels with the next prompt (why a second
+	 * sign-in is needed). Used by the login (login.h); may be NULL. */
+	void (*info)(void *host, const char *text);
 };
 
 enum entra_device_result {

@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdint.h>
@@ -12,6 +13,8 @@
 #include <unistd.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
+#include <linux/magic.h>
 
 #define REMOVE_MAX_DEPTH 32
 #define TEMP_ATTEMPTS 16
@@ -232,10 +235,20 @@ static int make_temp(int dirfd, const char *name, char *tmp, size_t tmp_len)
 	return -EEXIST;
 }
 
+/* Files on tmpfs (/run) do not outlive a reboot: fsync buys nothing
+ * there, and it is the costliest step of opening a session. */
+static bool is_memory_fs(int fd)
+{
+	struct statfs fs;
+
+	return fstatfs(fd, &fs) == 0 && (fs.f_type == TMPFS_MAGIC || fs.f_type == RAMFS_MAGIC);
+}
+
 int entra_write_file_atomic(int dirfd, const char *name, const void *data, size_t len,
 			    mode_t mode, uid_t uid, gid_t gid)
 {
 	char tmp[NAME_MAX + 1];
+	bool durable;
 	int fd, rc;
 
 	if (!component_ok(name) || (data == NULL && len > 0))
@@ -251,7 +264,8 @@ int entra_write_file_atomic(int dirfd, const char *name, const void *data, size_
 	rc = write_all(fd, data, len);
 	if (rc < 0)
 		goto fail;
-	if (fsync(fd) != 0) {
+	durable = !is_memory_fs(fd);
+	if (durable && fsync(fd) != 0) {
 		rc = -errno;
 		goto fail;
 	}
@@ -266,7 +280,7 @@ int entra_write_file_atomic(int dirfd, const char *name, const void *data, size_
 		goto fail;
 	}
 	/* The rename is durable only once the directory is. */
-	if (fsync(dirfd) != 0 && errno != EINVAL)
+	if (durable && fsync(dirfd) != 0 && errno != EINVAL)
 		return -errno;
 	return 0;
 fail:

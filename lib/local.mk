@@ -27,3 +27,5 @@ lib_libentra_la_SOURCES += lib/userdb_config.c lib/userdb_config.h
 lib_libentra_la_SOURCES += lib/rbac.c lib/rbac.h
 lib_libentra_la_CFLAGS = $(AM_CFLAGS) $(CURL_CFLAGS) $(JSONC_CFLAGS) $(CRYPTO_CFLAGS) $(QRENCODE_CFLAGS)
 lib_libentra_la_LIBADD = lib/libentra_base.la $(CURL_LIBS) $(JSONC_LIBS) $(CRYPTO_LIBS) $(QRENCODE_LIBS)
+lib_libentra_la_SOURCES += lib/peer.c lib/peer.h
+lib_libentra_la_SOURCES += lib/tokend.c lib/tokend.h

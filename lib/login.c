@@ -12,11 +12,17 @@
 #include "http.h"
 #include "jwt.h"
 #include "names.h"
+#include "json.h"
 #include "oidc.h"
+#include "rbac.h"
 
 #define MSG_UNAVAILABLE "Microsoft Entra ID cannot be reached to sign you in. Try again in a few minutes; if it keeps failing, tell your administrator (details are in the system log)."
 #define MSG_NOT_VERIFIED "Your sign-in could not be verified, so this login was refused. Tell your administrator (details are in the system log)."
 #define MSG_NO_CONVERSATION "This login needs an interactive terminal to show a sign-in code; use an interactive session (not BatchMode, sudo -n or a pipe)."
+#define MSG_NO_MFA "Your sign-in did not use multi-factor authentication, which this host requires. Sign in again and complete MFA (to set it up: https://aka.ms/mfasetup)."
+#define MSG_NO_ACRS "This login needs a stronger sign-in than the one you completed (an authentication context your organization protects, for example with a compliant device or phishing-resistant MFA). Sign in again and complete every step Entra asks for."
+#define MSG_ARM_UNAVAILABLE "Azure cannot be reached to check your access to this host. Try again in a few minutes; if it keeps failing, tell your administrator (details are in the system log)."
+#define MSG_CHALLENGE "Your organization asks for an additional check for this sign-in. Enter the new code below."
 #define MSG_TIMED_OUT "The sign-in was not completed in time. Start the login again and press Enter only after you have signed in."
 
 const char *entra_login_status_str(enum entra_login_status status)
@@ -87,31 +93,314 @@ static enum entra_jwt_status verify_id_token(const struct entra_config *cfg,
 	return entra_jwt_verify(id_token, &oidc->jwks, &expect, claims, reason, reason_len);
 }
 
-static enum entra_login_status device_result_status(enum entra_device_result dr,
-						    const struct entra_oauth_error *err,
-						    struct entra_login_result *result)
+/* The authentication context this PAM service requires ("sudo:c2" in
+ * auth_context gives "c2" for sudo), or NULL. */
+static const char *required_auth_context(const struct entra_config *cfg, const char *service)
 {
+	size_t len = service ? strlen(service) : 0;
+
+	for (size_t i = 0; len > 0 && i < cfg->auth_context.count; i++) {
+		const char *entry = cfg->auth_context.items[i];
+		if (strncmp(entry, service, len) == 0 && entry[len] == ':')
+			return entry + len + 1;
+	}
+	return NULL;
+}
+
+/* Merge src's members into dst, recursively for objects (src wins). */
+static void merge_objects(struct json_object *dst, struct json_object *src)
+{
+	json_object_object_foreach(src, key, value) {
+		struct json_object *mine;
+		if (json_object_is_type(value, json_type_object) &&
+		    json_object_object_get_ex(dst, key, &mine) &&
+		    json_object_is_type(mine, json_type_object))
+			merge_objects(mine, value);
+		else
+			json_object_object_add(dst, key, json_object_get(value));
+	}
+}
+
+/* The claims request: the service's authentication context, the client
+ * capabilities, and a challenge's claims merged over them. NULL when
+ * there is nothing to ask for; "" (not NULL) is never returned. */
+static char *build_claims(const struct entra_config *cfg, const char *service,
+			  const char *challenge)
+{
+	const char *acr = required_auth_context(cfg, service);
+	struct json_object *root = json_object_new_object(), *at = json_object_new_object();
+	char *out = NULL;
+
+	if (root == NULL || at == NULL)
+		goto done;
+	if (acr != NULL) {
+		struct json_object *acrs = json_object_new_object();
+		json_object_object_add(acrs, "essential", json_object_new_boolean(1));
+		json_object_object_add(acrs, "value", json_object_new_string(acr));
+		json_object_object_add(at, "acrs", acrs);
+	}
+	if (cfg->client_capabilities.count > 0) {
+		struct json_object *cc = json_object_new_object(), *values = json_object_new_array();
+		for (size_t i = 0; i < cfg->client_capabilities.count; i++)
+			json_object_array_add(values, json_object_new_string(cfg->client_capabilities.items[i]));
+		json_object_object_add(cc, "values", values);
+		json_object_object_add(at, "xms_cc", cc);
+	}
+	if (json_object_object_length(at) > 0) {
+		json_object_object_add(root, "access_token", at);
+		at = NULL;
+	}
+	if (challenge != NULL) {
+		struct json_object *extra = entra_json_parse_object(challenge, strlen(challenge));
+		if (extra != NULL) {
+			merge_objects(root, extra);
+			json_object_put(extra);
+		}
+	}
+	if (json_object_object_length(root) > 0)
+		out = strdup(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN |
+							    JSON_C_TO_STRING_NOSLASHESCAPE));
+done:
+	json_object_put(at);
+	json_object_put(root);
+	return out;
+}
+
+struct login_ctx {
+	const struct entra_config *cfg;
+	const char *user;
+	const char *service;
+	const char *host_name;
+	const struct entra_device_hooks *hooks;
+	const struct entra_log *log;
+	struct entra_http *http;
+	struct entra_oidc *oidc;
+	int64_t deadline;
+};
+
+/* A round's end: a status, or a claims challenge for one more round. */
+enum round_end {
+	ROUND_DONE,
+	ROUND_CHALLENGE,
+};
+
+static enum entra_login_status device_status(const struct login_ctx *ctx, enum entra_device_result dr,
+					     const struct entra_oauth_error *err,
+					     struct entra_login_result *result)
+{
+	char why[512];
+
 	switch (dr) {
 	case ENTRA_DEVICE_OK:
 		return ENTRA_LOGIN_OK;
 	case ENTRA_DEVICE_NO_CONVERSATION:
 		set_message(result, MSG_NO_CONVERSATION);
+		entra_log(ctx->log, LOG_NOTICE, "login for %s failed: no conversation to show a code", ctx->user);
 		return ENTRA_LOGIN_NO_CONVERSATION;
 	case ENTRA_DEVICE_IDP_ERROR:
 		set_message(result, entra_oauth_error_message(err));
+		entra_oauth_error_log_reason(err, why, sizeof(why));
+		entra_log(ctx->log, LOG_NOTICE, "login for %s refused by the identity provider: %s", ctx->user, why);
 		return ENTRA_LOGIN_DENIED;
 	case ENTRA_DEVICE_TIMED_OUT:
 		set_message(result, MSG_TIMED_OUT);
+		entra_log(ctx->log, LOG_NOTICE, "login for %s failed: the sign-in was not completed in time", ctx->user);
 		return ENTRA_LOGIN_TIMED_OUT;
 	case ENTRA_DEVICE_UNAVAILABLE:
 		break;
 	}
 	set_message(result, MSG_UNAVAILABLE);
+	entra_log(ctx->log, LOG_NOTICE, "login for %s failed: identity provider unavailable", ctx->user);
 	return ENTRA_LOGIN_UNAVAILABLE;
 }
 
+/* MFA and authentication context, read from the verified ARM token. */
+static enum entra_login_status check_access_token(const struct login_ctx *ctx,
+						  struct entra_login_result *result)
+{
+	const char *acr = required_auth_context(ctx->cfg, ctx->service);
+	struct entra_rbac_token_expect expect = {
+		.tenant_id = result->identity.tenant_id,
+		.audience = ctx->cfg->arm_audience,
+		.oid = result->identity.object_id,
+		.require_mfa = ctx->cfg->require_mfa,
+		.required_acrs = acr,
+		.now = time(NULL),
+		.clock_skew = ctx->cfg->clock_skew,
+	};
+	enum entra_rbac_token_result r;
+	enum entra_jwt_status jst = ENTRA_JWT_OK;
+	char reason[256] = "";
+
+	if (!ctx->cfg->require_mfa && acr == NULL)
+		return ENTRA_LOGIN_OK;
+	r = entra_rbac_check_access_token_claims(result->tokens.access_token, &ctx->oidc->jwks, &expect,
+						 &jst, NULL, reason, sizeof(reason));
+	switch (r) {
+	case ENTRA_RBAC_TOKEN_OK:
+		return ENTRA_LOGIN_OK;
+	case ENTRA_RBAC_TOKEN_NO_MFA:
+		set_message(result, MSG_NO_MFA);
+		break;
+	case ENTRA_RBAC_TOKEN_NO_ACRS:
+		set_message(result, MSG_NO_ACRS);
+		break;
+	default:
+		set_message(result, MSG_NOT_VERIFIED);
+		break;
+	}
+	entra_log(ctx->log, LOG_WARNING, "login for %s (%s) via %s refused: access token: %s", ctx->user,
+		  result->identity.object_id, ctx->service ? ctx->service : "-", reason);
+	return ENTRA_LOGIN_DENIED;
+}
+
+/* The person's permissions at rbac_scope, from the decision cache or ARM. */
+static enum round_end check_rbac(const struct login_ctx *ctx, struct entra_login_result *result,
+				 enum entra_login_status *status, char **challenge)
+{
+	const struct entra_config *cfg = ctx->cfg;
+	const char *const *login_actions = (const char *const *)cfg->rbac_login_actions.items;
+	const char *const *admin_actions = (const char *const *)cfg->rbac_admin_actions.items;
+	struct entra_rbac_request req = {
+		.arm_url = cfg->arm_url,
+		.scope = cfg->rbac_scope,
+		.access_token = result->tokens.access_token,
+	};
+	struct entra_rbac_permissions perms = { NULL, 0 };
+	enum entra_rbac_result r;
+	char binding[65], reason[256] = "", *claims = NULL;
+	int64_t now = (int64_t)time(NULL);
+	bool have_binding;
+
+	*status = ENTRA_LOGIN_OK;
+	if (cfg->rbac_scope == NULL)
+		return ROUND_DONE;
+	result->rbac_checked = true;
+	have_binding = entra_rbac_cache_binding(cfg->arm_url, cfg->rbac_scope, login_actions,
+						admin_actions, binding) == 0;
+	if (have_binding && cfg->rbac_cache_ttl > 0 &&
+	    entra_rbac_cache_load(cfg->cache_dir, result->identity.object_id, binding, now,
+				  &result->rbac) == 0) {
+		entra_log(ctx->log, LOG_INFO, "login for %s: Azure RBAC decision from the cache: %s",
+			  ctx->user, result->rbac.reason);
+		return ROUND_DONE;
+	}
+	r = entra_rbac_fetch_permissions(ctx->http, &req, &perms, &claims, reason, sizeof(reason));
+	switch (r) {
+	case ENTRA_RBAC_OK:
+		entra_rbac_decide(&perms, login_actions, admin_actions, &result->rbac);
+		break;
+	case ENTRA_RBAC_FORBIDDEN:
+		result->rbac.login_allowed = false;
+		result->rbac.admin = false;
+		snprintf(result->rbac.reason, sizeof(result->rbac.reason),
+			 "ARM denies reading permissions at %s (no role assignment there)", cfg->rbac_scope);
+		break;
+	case ENTRA_RBAC_CHALLENGE:
+		entra_log(ctx->log, LOG_NOTICE, "login for %s: ARM asks for more claims: %s", ctx->user, reason);
+		*challenge = claims;
+		entra_rbac_permissions_free(&perms);
+		return ROUND_CHALLENGE;
+	default:
+		entra_log(ctx->log, LOG_ERR, "login for %s refused: Azure RBAC check at %s failed: %s: %s",
+			  ctx->user, cfg->rbac_scope, entra_rbac_result_str(r), reason);
+		set_message(result, MSG_ARM_UNAVAILABLE);
+		*status = ENTRA_LOGIN_UNAVAILABLE;
+		free(claims);
+		entra_rbac_permissions_free(&perms);
+		return ROUND_DONE;
+	}
+	free(claims);
+	entra_rbac_permissions_free(&perms);
+	entra_log(ctx->log, LOG_INFO, "login for %s: Azure RBAC at %s: %s", ctx->user, cfg->rbac_scope,
+		  result->rbac.reason);
+	if (have_binding && cfg->rbac_cache_ttl > 0 &&
+	    entra_rbac_cache_store(cfg->cache_dir, result->identity.object_id, binding, &result->rbac,
+				   now, cfg->rbac_cache_ttl) < 0)
+		entra_log(ctx->log, LOG_WARNING, "login for %s: cannot cache the Azure RBAC decision", ctx->user);
+	return ROUND_DONE;
+}
+
+/* One device-code round with the given claims request. */
+static enum round_end run_round(const struct login_ctx *ctx, const char *claims,
+				struct entra_login_result *result, enum entra_login_status *status,
+				char **challenge)
+{
+	const struct entra_config *cfg = ctx->cfg;
+	struct entra_oauth_error err;
+	struct json_object *id_claims = NULL;
+	enum entra_device_result dr;
+	enum entra_jwt_status st;
+	enum round_end end = ROUND_DONE;
+	char reason[256] = "", *scope = build_scope(cfg);
+
+	memset(&err, 0, sizeof(err));
+	*status = ENTRA_LOGIN_UNAVAILABLE;
+	set_message(result, MSG_UNAVAILABLE);
+	if (scope == NULL)
+		goto out;
+	dr = entra_device_flow_run(ctx->http, &ctx->oidc->metadata, cfg->client_id, scope, claims,
+				   ctx->host_name, ctx->user, cfg->qr_code, ctx->deadline, ctx->hooks,
+				   ctx->log, &result->tokens, &err);
+	*status = device_status(ctx, dr, &err, result);
+	if (*status != ENTRA_LOGIN_OK) {
+		/* Conditional access that another sign-in can satisfy names
+		 * the claims it wants: one more round asks for them. A block
+		 * marked message_only cannot be satisfied: no second code. */
+		if (dr == ENTRA_DEVICE_IDP_ERROR && err.claims != NULL && err.claims[0] != '\0' &&
+		    (err.suberror == NULL || strcmp(err.suberror, "message_only") != 0)) {
+			*challenge = strdup(err.claims);
+			end = *challenge != NULL ? ROUND_CHALLENGE : ROUND_DONE;
+		}
+		goto out;
+	}
+
+	*status = ENTRA_LOGIN_DENIED;
+	set_message(result, MSG_NOT_VERIFIED);
+	if (result->tokens.id_token == NULL) {
+		entra_log(ctx->log, LOG_ERR, "login for %s refused: the token response has no id_token "
+			  "(is 'openid' allowed for this client?)", ctx->user);
+		goto out;
+	}
+	st = verify_id_token(cfg, ctx->oidc, ctx->http, ctx->log, result->tokens.id_token, &id_claims,
+			     reason, sizeof(reason));
+	if (st != ENTRA_JWT_OK) {
+		entra_log(ctx->log, LOG_ERR, "login for %s refused: id_token %s: %s", ctx->user,
+			  entra_jwt_status_str(st), reason);
+		goto out;
+	}
+	if (entra_identity_from_claims(id_claims, cfg, &result->identity, reason, sizeof(reason)) < 0) {
+		entra_log(ctx->log, LOG_ERR, "login for %s refused: %s", ctx->user, reason);
+		goto out;
+	}
+	if (!entra_identity_matches_account(cfg, &result->identity, ctx->user, reason, sizeof(reason))) {
+		entra_log(ctx->log, LOG_WARNING, "login for %s refused: %s (object id %s)", ctx->user, reason,
+			  result->identity.object_id);
+		snprintf(result->message, sizeof(result->message),
+			 "You signed in as %s, which may not log in as %s. Start again and sign in with the right account.",
+			 result->identity.username, ctx->user);
+		goto out;
+	}
+	*status = check_access_token(ctx, result);
+	if (*status != ENTRA_LOGIN_OK)
+		goto out;
+	end = check_rbac(ctx, result, status, challenge);
+	if (end == ROUND_CHALLENGE || *status != ENTRA_LOGIN_OK)
+		goto out;
+	entra_log(ctx->log, LOG_NOTICE, "login for %s: signed in as %s (object id %s, tenant %s)", ctx->user,
+		  result->identity.username, result->identity.object_id,
+		  result->identity.tenant_id ? result->identity.tenant_id : "-");
+	result->message[0] = '\0';
+out:
+	if (id_claims != NULL)
+		json_object_put(id_claims);
+	entra_oauth_error_free(&err);
+	free(scope);
+	return end;
+}
+
 enum entra_login_status entra_login_authenticate(const struct entra_config *cfg, const char *user,
-						 const char *host_name,
+						 const char *service, const char *host_name,
 						 const struct entra_device_hooks *hooks,
 						 const struct entra_log *log,
 						 struct entra_login_result *result)
@@ -120,93 +409,60 @@ enum entra_login_status entra_login_authenticate(const struct entra_config *cfg,
 		.ca_file = cfg->ca_file,
 		.timeout_ms = (long)cfg->http_timeout * 1000,
 	};
-	struct entra_oauth_error err;
 	struct entra_oidc oidc;
-	struct entra_http *http = NULL;
-	struct json_object *claims = NULL;
+	struct login_ctx ctx = {
+		.cfg = cfg, .user = user, .service = service, .host_name = host_name,
+		.hooks = hooks, .log = log, .oidc = &oidc,
+	};
 	enum entra_login_status status = ENTRA_LOGIN_UNAVAILABLE;
-	enum entra_device_result dr;
-	enum entra_jwt_status st;
-	char reason[256] = "", *scope = NULL;
-	int64_t deadline;
+	char *challenge = NULL, *claims = NULL;
 	int rc;
 
 	memset(result, 0, sizeof(*result));
-	memset(&err, 0, sizeof(err));
 	memset(&oidc, 0, sizeof(oidc));
 	if (entra_classify_account(cfg, user, -1, NULL) != ENTRA_ACCOUNT_ENTRA)
 		return ENTRA_LOGIN_NOT_OURS;
 
 	set_message(result, MSG_UNAVAILABLE);
-	deadline = entra_monotonic_ms() + (int64_t)cfg->login_timeout * 1000;
-	http = entra_http_new(&http_opt, log);
-	scope = build_scope(cfg);
-	if (http == NULL || scope == NULL ||
-	    entra_oidc_init(&oidc, cfg->authority, cfg->tenant, cfg->cache_dir) < 0) {
+	ctx.deadline = entra_monotonic_ms() + (int64_t)cfg->login_timeout * 1000;
+	ctx.http = entra_http_new(&http_opt, log);
+	if (ctx.http == NULL || entra_oidc_init(&oidc, cfg->authority, cfg->tenant, cfg->cache_dir) < 0) {
 		entra_log(log, LOG_ERR, "login for %s: out of memory", user);
 		goto out;
 	}
-	entra_http_set_deadline(http, deadline);
-	rc = entra_oidc_load(&oidc, http, log, time(NULL));
+	entra_http_set_deadline(ctx.http, ctx.deadline);
+	rc = entra_oidc_load(&oidc, ctx.http, log, time(NULL));
 	if (rc < 0) {
 		entra_log(log, LOG_ERR, "login for %s: no OpenID metadata for tenant %s: %s",
 			  user, cfg->tenant, strerror(-rc));
 		goto out;
 	}
-
-	dr = entra_device_flow_run(http, &oidc.metadata, cfg->client_id, scope, NULL, host_name, user,
-				   cfg->qr_code, deadline, hooks, log, &result->tokens, &err);
-	status = device_result_status(dr, &err, result);
-	if (status != ENTRA_LOGIN_OK) {
-		if (dr == ENTRA_DEVICE_IDP_ERROR) {
-			char why[512];
-			entra_oauth_error_log_reason(&err, why, sizeof(why));
-			entra_log(log, LOG_NOTICE, "login for %s refused by the identity provider: %s", user, why);
-		} else {
-			entra_log(log, LOG_NOTICE, "login for %s failed: device flow %s", user,
-				  entra_login_status_str(status));
+	/* At most two rounds: the second asks for what a claims challenge
+	 * of the first named; a second challenge is a denial. */
+	for (int round = 0; round < 2; round++) {
+		free(claims);
+		claims = build_claims(cfg, service, challenge);
+		free(challenge);
+		challenge = NULL;
+		if (run_round(&ctx, claims, result, &status, &challenge) != ROUND_CHALLENGE)
+			break;
+		if (round == 1) {
+			entra_log(log, LOG_WARNING, "login for %s refused: the claims challenge was not satisfied by a second sign-in", user);
+			status = ENTRA_LOGIN_DENIED;
+			set_message(result, MSG_NO_ACRS);
+			break;
 		}
-		goto out;
+		entra_log(log, LOG_NOTICE, "login for %s: claims challenge, asking for a new sign-in", user);
+		entra_login_result_free(result);
+		memset(result, 0, sizeof(*result));
+		if (hooks != NULL && hooks->info != NULL)
+			hooks->info(hooks->host, MSG_CHALLENGE);
 	}
-
-	status = ENTRA_LOGIN_DENIED;
-	set_message(result, MSG_NOT_VERIFIED);
-	if (result->tokens.id_token == NULL) {
-		entra_log(log, LOG_ERR, "login for %s refused: the token response has no id_token "
-			  "(is 'openid' allowed for this client?)", user);
-		goto out;
-	}
-	st = verify_id_token(cfg, &oidc, http, log, result->tokens.id_token, &claims,
-			     reason, sizeof(reason));
-	if (st != ENTRA_JWT_OK) {
-		entra_log(log, LOG_ERR, "login for %s refused: id_token %s: %s", user,
-			  entra_jwt_status_str(st), reason);
-		goto out;
-	}
-	if (entra_identity_from_claims(claims, cfg, &result->identity, reason, sizeof(reason)) < 0) {
-		entra_log(log, LOG_ERR, "login for %s refused: %s", user, reason);
-		goto out;
-	}
-	if (!entra_identity_matches_account(cfg, &result->identity, user, reason, sizeof(reason))) {
-		entra_log(log, LOG_WARNING, "login for %s refused: %s (object id %s)", user, reason,
-			  result->identity.object_id);
-		snprintf(result->message, sizeof(result->message),
-			 "You signed in as %s, which may not log in as %s. Start again and sign in with the right account.",
-			 result->identity.username, user);
-		goto out;
-	}
-	entra_log(log, LOG_NOTICE, "login for %s: signed in as %s (object id %s, tenant %s)", user,
-		  result->identity.username, result->identity.object_id,
-		  result->identity.tenant_id ? result->identity.tenant_id : "-");
-	result->message[0] = '\0';
-	status = ENTRA_LOGIN_OK;
 out:
-	if (claims != NULL)
-		json_object_put(claims);
-	entra_oauth_error_free(&err);
+	free(claims);
+	free(challenge);
 	entra_oidc_free(&oidc);
-	entra_http_free(http);
-	free(scope);
+	entra_http_free(ctx.http);
 	if (status != ENTRA_LOGIN_OK)
 		entra_login_result_free(result);
 	return status;

@@ -12,6 +12,7 @@
 #include "devicecode.h"
 #include "log.h"
 #include "policy.h"
+#include "rbac.h"
 #include "tokens.h"
 
 enum entra_login_status {
@@ -26,11 +27,20 @@ enum entra_login_status {
 struct entra_login_result {
 	struct entra_identity identity;
 	struct entra_token_response tokens; /* access (workspace) and refresh tokens */
+	bool rbac_checked;                  /* rbac_scope is set: rbac holds the decision */
+	struct entra_rbac_decision rbac;
 	char message[512];                  /* for the person, when not OK */
 };
 
+/* service is the PAM service (sshd, sudo, ...): it selects the
+ * authentication context (auth_context) requested and required. With
+ * require_mfa or an authentication context, the ARM access token is
+ * verified and must carry them. With rbac_scope, the person's permissions
+ * at that scope are read from ARM (or the decision cache) into
+ * result->rbac. A claims challenge (from Entra or ARM) gets one more
+ * device-code round with those claims. */
 enum entra_login_status entra_login_authenticate(const struct entra_config *cfg, const char *user,
-						 const char *host_name,
+						 const char *service, const char *host_name,
 						 const struct entra_device_hooks *hooks,
 						 const struct entra_log *log,
 						 struct entra_login_result *result);

@@ -9,11 +9,13 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <dirent.h>
 #include <unistd.h>
 #include <json-c/json.h>
 
 #include "buf.h"
 #include "fsutil.h"
+#include "json.h"
 #include "names.h"
 
 #define TOKEN_FILE "token"
@@ -320,5 +322,196 @@ int entra_session_close(const struct entra_config *cfg, const char *session_id, 
 			  session_id, (unsigned long)uid, strerror(-rc));
 	else
 		entra_log(log, LOG_INFO, "session %s of uid %lu closed", session_id, (unsigned long)uid);
+	return rc;
+}
+
+#define PENDING_PREFIX "pending-"
+#define PENDING_MAX_FILE (256 * 1024)
+
+static void json_add_string(struct json_object *obj, const char *key, const char *value)
+{
+	if (value != NULL)
+		json_object_object_add(obj, key, json_object_new_string(value));
+}
+
+/* Remove pending entries older than ENTRA_PENDING_MAX_AGE: logins whose
+ * session never opened. */
+static void remove_expired_pending(int priv_fd, time_t now)
+{
+	struct dirent *entry;
+	struct stat st;
+	int fd = dup(priv_fd);
+	DIR *dir;
+
+	if (fd < 0)
+		return;
+	dir = fdopendir(fd);
+	if (dir == NULL) {
+		close(fd);
+		return;
+	}
+	while ((entry = readdir(dir)) != NULL) {
+		if (strncmp(entry->d_name, PENDING_PREFIX, strlen(PENDING_PREFIX)) != 0)
+			continue;
+		if (fstatat(priv_fd, entry->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    st.st_mtime + ENTRA_PENDING_MAX_AGE < now)
+			unlinkat(priv_fd, entry->d_name, 0);
+	}
+	closedir(dir);
+}
+
+int entra_session_stash(const struct entra_config *cfg, const struct entra_session_request *req,
+			const char *home, char handle[ENTRA_SESSION_ID_LEN + 1],
+			const struct entra_log *log)
+{
+	struct json_object *obj;
+	char name[sizeof(PENDING_PREFIX) + ENTRA_SESSION_ID_LEN];
+	const char *text;
+	int run_fd, priv_fd, rc;
+
+	rc = entra_session_new_id(handle);
+	if (rc < 0)
+		return rc;
+	run_fd = entra_dir_open_or_create(cfg->run_dir, 0755, 0, 0);
+	if (run_fd < 0)
+		return run_fd;
+	priv_fd = entra_dir_open_or_create_at(run_fd, PRIVATE_DIR, 0700, 0, 0);
+	close(run_fd);
+	if (priv_fd < 0)
+		return priv_fd;
+	remove_expired_pending(priv_fd, time(NULL));
+	obj = json_object_new_object();
+	if (obj == NULL) {
+		close(priv_fd);
+		return -ENOMEM;
+	}
+	json_add_string(obj, "user", req->user);
+	json_object_object_add(obj, "uid", json_object_new_int64(req->uid));
+	json_object_object_add(obj, "gid", json_object_new_int64(req->gid));
+	json_add_string(obj, "identity_kind", req->identity_kind);
+	json_add_string(obj, "tenant_id", req->tenant_id);
+	json_add_string(obj, "object_id", req->object_id);
+	json_add_string(obj, "upn", req->upn);
+	json_add_string(obj, "access_token", req->access_token);
+	json_object_object_add(obj, "expires_on", json_object_new_int64(req->expires_on));
+	json_add_string(obj, "resource", req->resource);
+	json_add_string(obj, "refresh_token", req->refresh_token);
+	json_add_string(obj, "home", home);
+	json_object_object_add(obj, "created", json_object_new_int64(time(NULL)));
+	text = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+	snprintf(name, sizeof(name), PENDING_PREFIX "%s", handle);
+	rc = text ? entra_write_file_atomic(priv_fd, name, text, strlen(text), 0600, 0, 0) : -ENOMEM;
+	if (text != NULL)
+		explicit_bzero((char *)text, strlen(text));
+	json_object_put(obj);
+	close(priv_fd);
+	if (rc < 0)
+		entra_log(log, LOG_ERR, "cannot keep the login of %s for its session: %s", req->user, strerror(-rc));
+	return rc;
+}
+
+void entra_pending_login_free(struct entra_pending_login *p)
+{
+	free(p->user);
+	free(p->identity_kind);
+	free(p->tenant_id);
+	free(p->object_id);
+	free(p->upn);
+	entra_free_secret(p->access_token);
+	free(p->resource);
+	entra_free_secret(p->refresh_token);
+	free(p->home);
+	memset(p, 0, sizeof(*p));
+}
+
+static char *dup_member(struct json_object *obj, const char *key)
+{
+	const char *v = entra_json_get_string(obj, key);
+	return v ? strdup(v) : NULL;
+}
+
+int entra_session_claim(const struct entra_config *cfg, const char *handle, const char *user,
+			struct entra_pending_login *out, const struct entra_log *log)
+{
+	char name[sizeof(PENDING_PREFIX) + ENTRA_SESSION_ID_LEN];
+	struct entra_buf text;
+	struct json_object *obj = NULL;
+	int64_t uid, gid, expires_on, created;
+	int run_fd, priv_fd, rc;
+
+	memset(out, 0, sizeof(*out));
+	if (!entra_session_id_is_valid(handle))
+		return -ENOENT;
+	run_fd = entra_dir_open_trusted(cfg->run_dir, 0);
+	if (run_fd < 0)
+		return run_fd == -ENOENT ? -ENOENT : run_fd;
+	priv_fd = openat(run_fd, PRIVATE_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	close(run_fd);
+	if (priv_fd < 0)
+		return -ENOENT;
+	snprintf(name, sizeof(name), PENDING_PREFIX "%s", handle);
+	rc = entra_read_file_trusted(priv_fd, name, PENDING_MAX_FILE, 0, &text);
+	unlinkat(priv_fd, name, 0); /* single use, whatever follows */
+	close(priv_fd);
+	if (rc < 0)
+		return rc == -ENOENT ? -ENOENT : -EBADMSG;
+	obj = entra_json_parse_object(text.data, text.len);
+	entra_buf_free(&text);
+	if (obj == NULL || entra_json_get_int64(obj, "uid", &uid) < 0 ||
+	    entra_json_get_int64(obj, "gid", &gid) < 0 ||
+	    entra_json_get_int64(obj, "expires_on", &expires_on) < 0 ||
+	    entra_json_get_int64(obj, "created", &created) < 0) {
+		rc = -EBADMSG;
+		goto out;
+	}
+	out->user = dup_member(obj, "user");
+	if (out->user == NULL || strcmp(out->user, user) != 0) {
+		entra_log(log, LOG_ERR, "pending login %s is not for %s: refused", handle, user);
+		rc = -EPERM;
+		goto out;
+	}
+	if (created > (int64_t)time(NULL) || created + ENTRA_PENDING_MAX_AGE < (int64_t)time(NULL)) {
+		rc = -ETIMEDOUT;
+		goto out;
+	}
+	out->identity_kind = dup_member(obj, "identity_kind");
+	out->tenant_id = dup_member(obj, "tenant_id");
+	out->object_id = dup_member(obj, "object_id");
+	out->upn = dup_member(obj, "upn");
+	out->access_token = dup_member(obj, "access_token");
+	out->resource = dup_member(obj, "resource");
+	out->refresh_token = dup_member(obj, "refresh_token");
+	out->home = dup_member(obj, "home");
+	if (out->identity_kind == NULL || out->access_token == NULL || out->resource == NULL) {
+		rc = -EBADMSG;
+		goto out;
+	}
+	out->req = (struct entra_session_request){
+		.user = out->user,
+		.uid = (uid_t)uid,
+		.gid = (gid_t)gid,
+		.identity_kind = out->identity_kind,
+		.tenant_id = out->tenant_id,
+		.object_id = out->object_id,
+		.upn = out->upn,
+		.access_token = out->access_token,
+		.expires_on = (time_t)expires_on,
+		.resource = out->resource,
+		.refresh_token = out->refresh_token,
+	};
+	rc = 0;
+out:
+	if (obj != NULL) {
+		/* The parsed object holds copies of the tokens. */
+		const char *secret = entra_json_get_string(obj, "access_token");
+		if (secret != NULL)
+			explicit_bzero((char *)secret, strlen(secret));
+		secret = entra_json_get_string(obj, "refresh_token");
+		if (secret != NULL)
+			explicit_bzero((char *)secret, strlen(secret));
+		json_object_put(obj);
+	}
+	if (rc < 0)
+		entra_pending_login_free(out);
 	return rc;
 }

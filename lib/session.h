@@ -53,6 +53,35 @@ int entra_session_close(const struct entra_config *cfg, const char *session_id, 
 
 bool entra_session_id_is_valid(const char *id);
 
+/* From the account phase to open_session. sshd runs authentication and
+ * the account phase in a child process and opens the session in its
+ * parent, so nothing in memory crosses: the login is kept in
+ * run_dir/private/pending-<handle> (0600 root) and only the random handle
+ * travels, in the PAM environment. */
+#define ENTRA_PENDING_MAX_AGE 300 /* seconds from account phase to session */
+
+struct entra_pending_login {
+	struct entra_session_request req; /* points into the strings below */
+	char *user, *identity_kind, *tenant_id, *object_id, *upn;
+	char *access_token, *resource, *refresh_token, *home;
+};
+
+/* Keep req (and the home directory) under a fresh handle. Expired
+ * entries of earlier logins are removed on the way. 0 or -errno. */
+int entra_session_stash(const struct entra_config *cfg, const struct entra_session_request *req,
+			const char *home, char handle[ENTRA_SESSION_ID_LEN + 1],
+			const struct entra_log *log);
+
+/* Take the login kept under handle: it must be for user and younger than
+ * ENTRA_PENDING_MAX_AGE. The entry is removed whatever the outcome.
+ * 0, -ENOENT (none), -EPERM (another user's), -ETIMEDOUT (too old),
+ * -EBADMSG (unreadable). */
+int entra_session_claim(const struct entra_config *cfg, const char *handle, const char *user,
+			struct entra_pending_login *out, const struct entra_log *log);
+
+/* Wipes the tokens, then frees. */
+void entra_pending_login_free(struct entra_pending_login *pending);
+
 void entra_session_env_free(struct entra_session_env *env);
 
 #endif

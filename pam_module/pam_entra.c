@@ -33,11 +33,13 @@
 #include "names.h"
 #include "policy.h"
 #include "session.h"
+#include "tokend.h"
 #include "userdb.h"
 #include "userdb_config.h"
 
 #define DATA_LOGIN "pam_entra_login"
 #define DATA_SESSION "pam_entra_session"
+#define ENV_PENDING "PAM_ENTRA_PENDING" /* handle of the login kept for open_session */
 #define EXPORT __attribute__((visibility("default")))
 
 struct module_state {
@@ -50,7 +52,6 @@ struct login_data {
 	char user[ENTRA_NAME_MAX + 1];
 	struct entra_login_result login;
 	struct entra_decision decision;
-	bool authorized;
 	struct entra_userdb_entry account; /* as recorded in the user database */
 };
 
@@ -138,6 +139,12 @@ static int conversation_prompt(void *host, const char *text)
 	return rc == PAM_SUCCESS ? 0 : -1;
 }
 
+/* The login's info hook: text that travels with the next prompt. */
+static void conversation_info(void *host, const char *text)
+{
+	pam_info((pam_handle_t *)host, "%s", text);
+}
+
 static void tell_person(pam_handle_t *pamh, const char *text)
 {
 	if (text != NULL && text[0] != '\0')
@@ -186,8 +193,9 @@ EXPORT int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const ch
 {
 	struct module_state st;
 	struct login_data *ld = NULL;
-	struct entra_device_hooks hooks = { conversation_prompt, NULL, pamh };
+	struct entra_device_hooks hooks = { conversation_prompt, NULL, pamh, conversation_info };
 	enum entra_login_status status;
+	const void *service = NULL;
 	const char *user = NULL;
 	char host[256] = "this host";
 	int rc;
@@ -221,7 +229,10 @@ EXPORT int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const ch
 	if (gethostname(host, sizeof(host) - 1) < 0 || !entra_value_is_safe(host, sizeof(host)))
 		snprintf(host, sizeof(host), "this host");
 
-	status = entra_login_authenticate(st.cfg, user, host, &hooks, &st.log, &ld->login);
+	if (pam_get_item(pamh, PAM_SERVICE, &service) != PAM_SUCCESS ||
+	    !entra_value_is_safe(service, 64))
+		service = NULL;
+	status = entra_login_authenticate(st.cfg, user, service, host, &hooks, &st.log, &ld->login);
 	switch (status) {
 	case ENTRA_LOGIN_OK:
 		rc = pam_set_data(pamh, DATA_LOGIN, ld, cleanup_login_data);
@@ -256,6 +267,26 @@ EXPORT int pam_sm_setcred(pam_handle_t *pamh, int flags, int argc, const char **
 {
 	(void)pamh; (void)flags; (void)argc; (void)argv;
 	return PAM_SUCCESS;
+}
+
+/* Azure RBAC adds to the allow lists: both must allow; either makes an
+ * admin (RBAC's admin implies its login). */
+static void combine_rbac(struct entra_decision *decision, const struct entra_rbac_decision *rbac)
+{
+	char both[sizeof(decision->reason) + sizeof(rbac->reason) + 64];
+
+	if (decision->allowed && !rbac->login_allowed)
+		snprintf(both, sizeof(both), "denied by Azure RBAC: %s (allow lists: %s)", rbac->reason,
+			 decision->reason);
+	else
+		snprintf(both, sizeof(both), "%s; Azure RBAC: %s", decision->reason, rbac->reason);
+	/* The log line keeps what fits. */
+	snprintf(decision->reason, sizeof(decision->reason), "%.*s",
+		 (int)sizeof(decision->reason) - 1, both);
+	if (!rbac->login_allowed)
+		decision->allowed = false;
+	if (rbac->admin && decision->allowed)
+		decision->admin = true;
 }
 
 /* Record the login in the user database behind the NSS module: binds the
@@ -297,6 +328,31 @@ static int record_account(pam_handle_t *pamh, const struct module_state *st, str
 	return PAM_SUCCESS;
 }
 
+/* Keep the login for open_session, which sshd runs in another process:
+ * only the handle travels, in the PAM environment. */
+static int stash_login(pam_handle_t *pamh, const struct module_state *st, const struct login_data *ld)
+{
+	struct entra_session_request req = {
+		.user = ld->user,
+		.uid = ld->account.uid,
+		.gid = ld->account.gid,
+		.identity_kind = "user",
+		.tenant_id = ld->login.identity.tenant_id,
+		.object_id = ld->login.identity.object_id,
+		.upn = ld->login.identity.username,
+		.access_token = ld->login.tokens.access_token,
+		.expires_on = ld->login.tokens.expires_on,
+		.resource = st->cfg->resource,
+		.refresh_token = ld->login.tokens.refresh_token,
+	};
+	char handle[ENTRA_SESSION_ID_LEN + 1], var[sizeof(ENV_PENDING) + ENTRA_SESSION_ID_LEN + 1];
+
+	if (entra_session_stash(st->cfg, &req, ld->account.home, handle, &st->log) < 0)
+		return PAM_SYSTEM_ERR;
+	snprintf(var, sizeof(var), ENV_PENDING "=%s", handle);
+	return pam_putenv(pamh, var);
+}
+
 EXPORT int pam_sm_acct_mgmt(pam_handle_t *pamh, int flags, int argc, const char **argv)
 {
 	struct module_state st;
@@ -324,6 +380,8 @@ EXPORT int pam_sm_acct_mgmt(pam_handle_t *pamh, int flags, int argc, const char 
 		goto out;
 	}
 	entra_authorize(st.cfg, &ld->login.identity, &ld->decision);
+	if (ld->login.rbac_checked)
+		combine_rbac(&ld->decision, &ld->login.rbac);
 	entra_log(&st.log, ld->decision.allowed ? LOG_NOTICE : LOG_WARNING,
 		  "account %s (%s, object id %s): %s%s", user, ld->login.identity.username,
 		  ld->login.identity.object_id, ld->decision.reason, ld->decision.admin ? " [admin]" : "");
@@ -334,7 +392,7 @@ EXPORT int pam_sm_acct_mgmt(pam_handle_t *pamh, int flags, int argc, const char 
 	}
 	rc = record_account(pamh, &st, ld);
 	if (rc == PAM_SUCCESS)
-		ld->authorized = true;
+		rc = stash_login(pamh, &st, ld);
 out:
 	free_state(&st);
 	return rc;
@@ -387,6 +445,12 @@ static int start_session(pam_handle_t *pamh, const struct module_state *st,
 		entra_session_close(st->cfg, sd->id, req->uid, &st->log);
 		free(sd);
 	}
+	entra_session_env_free(&env);
+	/* The token service is optional: without it the session keeps its
+	 * token file (the reason is logged by entra_tokend_register_session). */
+	if (rc == PAM_SUCCESS && entra_tokend_register_session(st->cfg, sd->id, req, &env, &st->log) == 0 &&
+	    put_env(pamh, &env) != PAM_SUCCESS)
+		entra_tokend_unregister_session(st->cfg, sd->id, &st->log);
 	entra_session_env_free(&env);
 	return rc;
 }
@@ -461,7 +525,9 @@ static int open_service_session(pam_handle_t *pamh, const struct module_state *s
 			.client_id = service_client_id(st->cfg, user),
 			.resource = resource,
 			.cache_dir = st->cfg->cache_dir,
-			.total_ms = (long)st->cfg->http_timeout * 1000,
+			/* Room for IMDS's retries (0, 2, 6, 14 s), never
+			 * more than a login may take. */
+			.total_ms = (long)(st->cfg->login_timeout < 30 ? st->cfg->login_timeout : 30) * 1000,
 		};
 		if (entra_msi_get_token(&mreq, http, &st->log, &tok) < 0) {
 			entra_log(&st->log, required ? LOG_ERR : LOG_WARNING,
@@ -542,12 +608,13 @@ static int create_home(const struct module_state *st, const char *home, uid_t ui
 EXPORT int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, const char **argv)
 {
 	struct module_state st;
-	struct login_data *ld = NULL;
-	struct entra_session_request req;
-	const char *user = NULL;
-	int rc;
+	struct entra_pending_login pending;
+	char handle_copy[ENTRA_SESSION_ID_LEN + 1];
+	const char *user = NULL, *handle;
+	int rc, claim;
 
 	(void)flags;
+	memset(&pending, 0, sizeof(pending));
 	rc = load_state(pamh, argc, argv, &st);
 	if (rc != PAM_SUCCESS)
 		return rc;
@@ -558,36 +625,30 @@ EXPORT int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, const ch
 		rc = open_service_session(pamh, &st, user);
 		goto out;
 	}
-	if (pam_get_data(pamh, DATA_LOGIN, (const void **)&ld) != PAM_SUCCESS || ld == NULL) {
+	handle = pam_getenv(pamh, ENV_PENDING);
+	if (handle == NULL) {
 		entra_log(&st.log, LOG_DEBUG, "no Entra login for %s in this transaction: no session token", user);
 		rc = PAM_IGNORE;
 		goto out;
 	}
-	if (!ld->authorized || strcmp(ld->user, user) != 0) {
-		entra_log(&st.log, LOG_ERR, "session for %s refused: the account was not authorized by pam_entra (is the account phase configured?)", user);
+	snprintf(handle_copy, sizeof(handle_copy), "%s", handle);
+	pam_putenv(pamh, ENV_PENDING); /* never into the user's environment */
+	claim = entra_session_claim(st.cfg, handle_copy, user, &pending, &st.log);
+	if (claim < 0) {
+		entra_log(&st.log, LOG_ERR, "session for %s refused: the login kept by the account phase %s",
+			  user, claim == -ETIMEDOUT ? "is too old" : claim == -EPERM ? "is another user's" :
+			  "is missing or unreadable");
 		rc = PAM_SESSION_ERR;
 		goto out;
 	}
-	if (st.cfg->create_home &&
-	    create_home(&st, ld->account.home, ld->account.uid, ld->account.gid) < 0) {
+	if (st.cfg->create_home && pending.home != NULL &&
+	    create_home(&st, pending.home, pending.req.uid, pending.req.gid) < 0) {
 		rc = PAM_SESSION_ERR;
 		goto out;
 	}
-	req = (struct entra_session_request){
-		.user = user,
-		.uid = ld->account.uid,
-		.gid = ld->account.gid,
-		.identity_kind = "user",
-		.tenant_id = ld->login.identity.tenant_id,
-		.object_id = ld->login.identity.object_id,
-		.upn = ld->login.identity.username,
-		.access_token = ld->login.tokens.access_token,
-		.expires_on = ld->login.tokens.expires_on,
-		.resource = st.cfg->resource,
-		.refresh_token = ld->login.tokens.refresh_token,
-	};
-	rc = start_session(pamh, &st, &req);
+	rc = start_session(pamh, &st, &pending.req);
 out:
+	entra_pending_login_free(&pending);
 	free_state(&st);
 	return rc;
 }
@@ -620,6 +681,7 @@ EXPORT int pam_sm_close_session(pam_handle_t *pamh, int flags, int argc, const c
 			goto out;
 		}
 	}
+	entra_tokend_unregister_session(st.cfg, id, &st.log);
 	rc = entra_session_close(st.cfg, id, uid, &st.log) == 0 ? PAM_SUCCESS : PAM_SESSION_ERR;
 out:
 	free_state(&st);

@@ -33,4 +33,5 @@ include tests/pam/local.mk
 include tests/nss/local.mk
 include tests/e2e/local.mk
 include tests/fuzz/local.mk
+include tests/tokend/local.mk
 include tests/hardening/local.mk

@@ -1,5 +1,6 @@
-/* entractl: the administrator's tool. Users of the local database, the
- * health of the node's pam_entra state, and a check of the whole setup. */
+/* entractl: the administrator's tool. Guided setup of a node, users of
+ * the local database, the health of the node's pam_entra state, and a
+ * check of the whole setup. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -7,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -16,11 +18,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "config.h"
+#include "fsutil.h"
 #include "http.h"
 #include "log.h"
+#include "login.h"
 #include "names.h"
 #include "oidc.h"
+#include "policy.h"
 #include "userdb.h"
 #include "userdb_config.h"
 
@@ -30,6 +36,10 @@ static const char usage_text[] =
 	"usage: entractl [--config PATH] [--debug] COMMAND\n"
 	"\n"
 	"commands:\n"
+	"  setup [--non-interactive --tenant T --client-id C] [--allowed-domains D]\n"
+	"        [--authority URL] [--ca-file F] [--set KEY=VALUE]... [--force]\n"
+	"        [--offline] [--test-login USER]\n"
+	"                                  write the configuration, sync, check, test a login\n"
 	"  users list                      list the Entra users known to this node\n"
 	"  users show NAME                 one user (or how a new name would resolve)\n"
 	"  users add UPN [--object-id GUID] [--admin]\n"
@@ -321,7 +331,7 @@ static void status_caches(const char *dir)
 			continue;
 		format_age(now, st.st_mtime, age, sizeof(age));
 		printf("  %-9s %s: age %s%s\n", kind, de->d_name, age,
-		       now - st.st_mtime > ENTRA_OIDC_TTL ? " (past the 24 h TTL: refetched at next login)" : "");
+		       now - st.st_mtime > (time_t)ENTRA_OIDC_TTL ? " (past the 24 h TTL: refetched at next login)" : "");
 		n++;
 	}
 	closedir(d);
@@ -576,6 +586,512 @@ out:
 	return EXIT_SUCCESS;
 }
 
+/* ---- setup ------------------------------------------------------------------------ */
+
+#define SETUP_MAX_KEYS 64
+#define SETUP_MAX_TEXT ((size_t)16 * 1024)
+#define SETUP_LINE 1024
+
+struct setup_kv {
+	char *key;
+	char *value;
+};
+
+struct setup {
+	struct setup_kv kv[SETUP_MAX_KEYS];
+	size_t n;
+	bool interactive;
+	bool force;
+	bool offline;
+	char *test_user;
+};
+
+static void setup_free(struct setup *s)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		free(s->kv[i].key);
+		free(s->kv[i].value);
+	}
+	free(s->test_user);
+	memset(s, 0, sizeof(*s));
+}
+
+static const char *setup_get(const struct setup *s, const char *key)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (strcmp(s->kv[i].key, key) == 0)
+			return s->kv[i].value;
+	return NULL;
+}
+
+/* One "key = value" line of the file to be. The parser would refuse a
+ * duplicate key or a value with a newline: refuse them here, by name. */
+static int setup_put(struct setup *s, const char *key, const char *value)
+{
+	if (setup_get(s, key) != NULL) {
+		fail("setup: %s given twice", key);
+		return -1;
+	}
+	if (!entra_value_is_safe(value, ENTRA_CONFIG_MAX_LINE / 2) || !entra_value_is_safe(key, 64)) {
+		fail("setup: the value of %s is too long or holds control characters", key);
+		return -1;
+	}
+	if (s->n == SETUP_MAX_KEYS) {
+		fail("setup: too many settings");
+		return -1;
+	}
+	s->kv[s->n].key = strdup(key);
+	s->kv[s->n].value = strdup(value);
+	if (s->kv[s->n].key == NULL || s->kv[s->n].value == NULL) {
+		free(s->kv[s->n].key);
+		free(s->kv[s->n].value);
+		fail("out of memory");
+		return -1;
+	}
+	s->n++;
+	return 0;
+}
+
+/* Reads one answer from stdin; surrounding blanks are dropped; an empty
+ * answer takes def (when given). 1 with an answer, 0 for an empty one, -1
+ * at end of input. */
+static int ask(const char *question, const char *def, char *out, size_t len)
+{
+	size_t n;
+
+	if (def != NULL && def[0] != '\0')
+		printf("%s [%s]: ", question, def);
+	else
+		printf("%s: ", question);
+	fflush(stdout);
+	if (fgets(out, (int)len, stdin) == NULL)
+		return -1;
+	n = strlen(out);
+	if (n > 0 && out[n - 1] != '\n' && !feof(stdin)) {
+		int c;
+
+		while ((c = getchar()) != '\n' && c != EOF)
+			;
+		fail("setup: answer too long");
+		out[0] = '\0';
+		return 0;
+	}
+	while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r' || out[n - 1] == ' ' || out[n - 1] == '\t'))
+		out[--n] = '\0';
+	n = strspn(out, " \t");
+	memmove(out, out + n, strlen(out + n) + 1);
+	if (out[0] == '\0' && def != NULL)
+		snprintf(out, len, "%s", def);
+	return out[0] != '\0';
+}
+
+/* The questions of an interactive setup; values given as options are
+ * not asked again. */
+static int setup_ask(struct setup *s)
+{
+	static const struct {
+		const char *key;
+		const char *question;
+		bool required;
+	} questions[] = {
+		{ "tenant", "Entra tenant (directory) ID or verified domain", true },
+		{ "client_id", "Application (client) ID of the app registration", true },
+		{ "allowed_domains", "Domains whose users may log in (space separated, empty: any of the tenant)",
+		  false },
+		{ "authority", "Authority (empty: https://login.microsoftonline.com)", false },
+		{ "ca_file", "CA bundle for TLS (empty: the system trust store)", false },
+	};
+	char answer[SETUP_LINE];
+	int rc;
+
+	printf("pam_entra setup: answers go to %s (see pam_entra.conf(5)).\n", config_path);
+	for (size_t i = 0; i < sizeof(questions) / sizeof(questions[0]); i++) {
+		const char *def = NULL;
+
+		if (setup_get(s, questions[i].key) != NULL)
+			continue;
+		if (strcmp(questions[i].key, "allowed_domains") == 0) {
+			/* A domain-form tenant is the likely first allowed domain. */
+			def = setup_get(s, "tenant");
+			if (def != NULL && (entra_is_guid(def) || strchr(def, '.') == NULL))
+				def = NULL;
+		}
+		for (;;) {
+			rc = ask(questions[i].question, def, answer, sizeof(answer));
+			if (rc < 0) {
+				fail("setup: end of input");
+				return -1;
+			}
+			if (rc > 0 || !questions[i].required)
+				break;
+			printf("  %s is required.\n", questions[i].key);
+		}
+		if (rc > 0 && setup_put(s, questions[i].key, answer) != 0)
+			return -1;
+	}
+	if (s->test_user == NULL) {
+		char test[SETUP_LINE];
+
+		rc = ask("Entra user for a test login now (empty: skip)", NULL, test, sizeof(test));
+		if (rc > 0) {
+			s->test_user = strdup(test);
+			if (s->test_user == NULL)
+				return -1;
+		}
+	}
+	return 0;
+}
+
+/* The settings through the same setter, validation and account rules as
+ * the module: a file setup writes is one the module loads. */
+static struct entra_config *setup_validate(const struct setup *s)
+{
+	struct entra_config *cfg = entra_config_new();
+	struct entra_userdb_rules rules;
+	char err[512] = "";
+
+	if (cfg == NULL) {
+		fail("out of memory");
+		return NULL;
+	}
+	for (size_t i = 0; i < s->n; i++) {
+		if (entra_config_set(cfg, s->kv[i].key, s->kv[i].value, err, sizeof(err)) != 0)
+			goto bad;
+	}
+	if (entra_config_validate(cfg, err, sizeof(err)) != 0 ||
+	    entra_userdb_rules_from_config(cfg, &rules, err, sizeof(err)) != 0)
+		goto bad;
+	return cfg;
+bad:
+	fail("setup: %s", err[0] ? err : "invalid settings");
+	entra_config_free(cfg);
+	return NULL;
+}
+
+static char *setup_render(const struct setup *s)
+{
+	struct entra_buf b;
+	char when[32];
+	int rc;
+
+	format_time((int64_t)time(NULL), when, sizeof(when));
+	entra_buf_init(&b, SETUP_MAX_TEXT);
+	rc = entra_buf_printf(&b,
+			      "# %s -- Microsoft Entra ID login for this node.\n"
+			      "# Written by \"entractl setup\" at %s. See pam_entra.conf(5) for every key,\n"
+			      "# and /usr/share/doc/libpam-entra/examples/pam_entra.conf for a commented\n"
+			      "# example. Keep it owned by root, mode 0644; check edits with \"entractl check\".\n"
+			      "# No secret belongs here: the app registration is a public client.\n\n",
+			      config_path, when);
+	for (size_t i = 0; rc == 0 && i < s->n; i++)
+		rc = entra_buf_printf(&b, "%s = %s\n", s->kv[i].key, s->kv[i].value);
+	if (rc != 0) {
+		entra_buf_free(&b);
+		fail("setup: configuration too large");
+		return NULL;
+	}
+	return entra_buf_steal(&b);
+}
+
+/* Writes the file atomically, root:root 0644, in a root-owned directory
+ * that nobody else may write. An existing file is replaced only with
+ * --force, and then kept as <file>.old. */
+static int setup_write(const char *path, const char *text, bool force)
+{
+	char dir[4096];
+	const char *slash = strrchr(path, '/');
+	const char *name;
+	char old[NAME_MAX + 1];
+	struct stat st;
+	int dfd, rc;
+
+	if (path[0] != '/' || slash == NULL || slash[1] == '\0' || (size_t)(slash - path) >= sizeof(dir)) {
+		fail("setup: --config must be an absolute file path");
+		return -1;
+	}
+	name = slash + 1;
+	if (slash == path)
+		snprintf(dir, sizeof(dir), "/");
+	else
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+	if (snprintf(old, sizeof(old), "%s.old", name) >= (int)sizeof(old)) {
+		fail("setup: file name too long: %s", name);
+		return -1;
+	}
+	dfd = entra_dir_open_trusted(dir, 0);
+	if (dfd < 0) {
+		fail("setup: directory %s: %s (it must be a directory owned by root that only root may write)",
+		     dir, strerror(-dfd));
+		return -1;
+	}
+	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		if (!force) {
+			fail("setup: %s exists; not overwritten (use --force to replace it; the old file is kept "
+			     "as %s.old)", path, path);
+			close(dfd);
+			return -1;
+		}
+		if (!S_ISREG(st.st_mode)) {
+			fail("setup: %s is not a regular file; not replaced", path);
+			close(dfd);
+			return -1;
+		}
+		/* Keep the old file under .old without a moment with no config:
+		 * a hard link now, then the rename below replaces the name. */
+		if ((unlinkat(dfd, old, 0) != 0 && errno != ENOENT) || linkat(dfd, name, dfd, old, 0) != 0) {
+			fail("setup: cannot keep the old configuration as %s/%s: %s", dir, old, strerror(errno));
+			close(dfd);
+			return -1;
+		}
+	} else if (errno != ENOENT) {
+		fail("setup: %s: %s", path, strerror(errno));
+		close(dfd);
+		return -1;
+	}
+	rc = entra_write_file_atomic(dfd, name, text, strlen(text), 0644, 0, 0);
+	close(dfd);
+	if (rc != 0) {
+		fail("setup: cannot write %s: %s", path, strerror(-rc));
+		return -1;
+	}
+	printf("wrote %s (root:root, 0644)\n", path);
+	return 0;
+}
+
+static void setup_advice(const struct entra_config *cfg)
+{
+	printf("\nNext steps (not done by setup):\n"
+	       "  1. sshd: in /etc/ssh/sshd_config (or a file in /etc/ssh/sshd_config.d/):\n"
+	       "         KbdInteractiveAuthentication yes\n"
+	       "         UsePAM yes\n"
+	       "     then: systemctl reload ssh\n"
+	       "  2. sudo for Entra admins (admin_roles/admin_groups make a user a member of %s):\n"
+	       "         echo '%%%s ALL=(ALL:ALL) ALL' > /etc/sudoers.d/entra-admins\n"
+	       "         chmod 0440 /etc/sudoers.d/entra-admins && visudo -c\n"
+	       "  3. PAM: pam-auth-update --enable entra   (undo: pam-auth-update --disable entra)\n"
+	       "  4. NSS: libnss-entra adds 'entra' to passwd/group in /etc/nsswitch.conf.\n\n",
+	       cfg->admin_group, cfg->admin_group);
+}
+
+/* The device-code prompt in the terminal: show the text, wait for Enter.
+ * Reads from stdin, so that a script can drive it too. */
+static int terminal_prompt(void *host, const char *text)
+{
+	char line[256];
+
+	(void)host;
+	fputs(text, stdout);
+	fflush(stdout);
+	if (fgets(line, sizeof(line), stdin) == NULL)
+		return -1;
+	return 0;
+}
+
+/* Why another sign-in round is needed (a claims challenge): shown before
+ * the next prompt. */
+static void terminal_info(void *host, const char *text)
+{
+	(void)host;
+	printf("%s\n", text);
+	fflush(stdout);
+}
+
+/* A device-code login through the core library, with no PAM stack: who
+ * signed in, and what the module would decide for them. Nothing is
+ * recorded in the user database and no session is opened. */
+static int test_login(const struct entra_config *cfg, const char *user)
+{
+	struct entra_device_hooks hooks = { .prompt = terminal_prompt, .info = terminal_info };
+	struct entra_login_result result;
+	struct entra_decision decision;
+	enum entra_login_status outcome;
+	char host[256];
+	int ret = EXIT_FAILURE;
+
+	if (!entra_name_is_valid(user)) {
+		fail("test login: '%s' is not a valid user name", user);
+		return EXIT_FAILURE;
+	}
+	if (gethostname(host, sizeof(host) - 1) != 0 || !entra_value_is_safe(host, sizeof(host)))
+		snprintf(host, sizeof(host), "this host");
+	host[sizeof(host) - 1] = '\0';
+	memset(&result, 0, sizeof(result));
+	printf("test login as %s (no PAM stack is used; nothing is recorded)\n", user);
+	fflush(stdout);
+	/* As the sshd service: that is the login people make first, and it
+	 * selects the authentication context configured for it. */
+	outcome = entra_login_authenticate(cfg, user, "sshd", host, &hooks, &logger, &result);
+	switch (outcome) {
+	case ENTRA_LOGIN_OK: {
+		bool allowed, admin;
+
+		entra_authorize(cfg, &result.identity, &decision);
+		/* The module's rule: allow lists and Azure RBAC must both allow;
+		 * either one makes an admin. */
+		allowed = decision.allowed && (!result.rbac_checked || result.rbac.login_allowed);
+		admin = allowed && (decision.admin || (result.rbac_checked && result.rbac.admin));
+		printf("\nsigned in: %s (%s), object id %s, tenant %s\n", result.identity.username,
+		       result.identity.display_name ? result.identity.display_name : "no display name",
+		       result.identity.object_id, result.identity.tenant_id ? result.identity.tenant_id : "-");
+		printf("allow lists: %s\n", decision.reason);
+		if (result.rbac_checked)
+			printf("Azure RBAC:  %s\n", result.rbac.reason);
+		printf("login:       %s%s\n", allowed ? "allowed" : "DENIED", admin ? " [admin]" : "");
+		ret = allowed ? EXIT_SUCCESS : EXIT_FAILURE;
+		break;
+	}
+	case ENTRA_LOGIN_NOT_OURS:
+		fail("test login: %s is not an Entra account under this configuration (user_mapping, "
+		     "allowed_domains, local_users)", user);
+		break;
+	default:
+		fail("test login failed (%s)%s%s", entra_login_status_str(outcome), result.message[0] ? ": " : "",
+		     result.message);
+		break;
+	}
+	entra_login_result_free(&result);
+	return ret;
+}
+
+static int setup_main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "non-interactive", no_argument, NULL, 'N' },
+		{ "tenant", required_argument, NULL, 't' },
+		{ "client-id", required_argument, NULL, 'C' },
+		{ "allowed-domains", required_argument, NULL, 'D' },
+		{ "authority", required_argument, NULL, 'A' },
+		{ "ca-file", required_argument, NULL, 'F' },
+		{ "set", required_argument, NULL, 'S' },
+		{ "config", required_argument, NULL, 'c' },
+		{ "force", no_argument, NULL, 'f' },
+		{ "offline", no_argument, NULL, 'n' },
+		{ "test-login", required_argument, NULL, 'T' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct setup s;
+	struct entra_config *cfg = NULL;
+	struct entra_userdb_rules rules;
+	char reason[512] = "";
+	char *text = NULL;
+	bool non_interactive = false;
+	int c, rc = 0, ret = EXIT_FAILURE;
+
+	memset(&s, 0, sizeof(s));
+	optind = 0;
+	while (rc == 0 && (c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		char *eq;
+
+		switch (c) {
+		case 'N':
+			non_interactive = true;
+			break;
+		case 't':
+			rc = setup_put(&s, "tenant", optarg);
+			break;
+		case 'C':
+			rc = setup_put(&s, "client_id", optarg);
+			break;
+		case 'D':
+			rc = setup_put(&s, "allowed_domains", optarg);
+			break;
+		case 'A':
+			rc = setup_put(&s, "authority", optarg);
+			break;
+		case 'F':
+			rc = setup_put(&s, "ca_file", optarg);
+			break;
+		case 'S':
+			eq = strchr(optarg, '=');
+			if (eq == NULL || eq == optarg) {
+				fail("setup: --set wants KEY=VALUE");
+				rc = -1;
+				break;
+			}
+			*eq = '\0';
+			rc = setup_put(&s, optarg, eq + 1);
+			*eq = '=';
+			break;
+		case 'c':
+			config_path = optarg;
+			break;
+		case 'f':
+			s.force = true;
+			break;
+		case 'n':
+			s.offline = true;
+			break;
+		case 'T':
+			free(s.test_user);
+			s.test_user = strdup(optarg);
+			rc = s.test_user == NULL ? -1 : 0;
+			break;
+		default:
+			usage(stderr);
+			setup_free(&s);
+			return EXIT_USAGE;
+		}
+	}
+	if (rc != 0)
+		goto out;
+	if (optind != argc) {
+		usage(stderr);
+		setup_free(&s);
+		return EXIT_USAGE;
+	}
+	if (geteuid() != 0) {
+		fail("setup: run as root (the configuration and the user database are root's)");
+		goto out;
+	}
+	s.interactive = !non_interactive;
+	if (s.interactive) {
+		if (!isatty(STDIN_FILENO)) {
+			fail("setup: no terminal; use --non-interactive --tenant T --client-id C");
+			goto out;
+		}
+		if (setup_ask(&s) != 0)
+			goto out;
+	} else if (setup_get(&s, "tenant") == NULL || setup_get(&s, "client_id") == NULL) {
+		fail("setup: --non-interactive needs --tenant and --client-id");
+		usage(stderr);
+		setup_free(&s);
+		return EXIT_USAGE;
+	}
+
+	cfg = setup_validate(&s);
+	if (cfg == NULL)
+		goto out;
+	text = setup_render(&s);
+	if (text == NULL || setup_write(config_path, text, s.force) != 0)
+		goto out;
+	setup_advice(cfg);
+
+	/* NSS resolves names before their first login only from the
+	 * database: write it now with the new rules (entractl sync). */
+	if (entra_userdb_rules_from_config(cfg, &rules, reason, sizeof(reason)) != 0) {
+		fail("configuration: %s", reason);
+		goto out;
+	}
+	if (sync_rules(cfg, &rules) != EXIT_SUCCESS)
+		goto out;
+
+	printf("\nchecking the setup (entractl check%s):\n", s.offline ? " --offline" : "");
+	ret = check(s.offline);
+	if (ret != EXIT_SUCCESS) {
+		printf("setup: the configuration is written, but the check found problems (above)\n");
+		goto out;
+	}
+	if (s.test_user != NULL) {
+		printf("\n");
+		ret = test_login(cfg, s.test_user);
+	}
+out:
+	free(text);
+	entra_config_free(cfg);
+	setup_free(&s);
+	return ret;
+}
+
 /* ---- main ---------------------------------------------------------------------- */
 
 int main(int argc, char **argv)
@@ -621,6 +1137,9 @@ int main(int argc, char **argv)
 	cmd = argv[optind];
 	argc -= optind;
 	argv += optind;
+
+	if (strcmp(cmd, "setup") == 0)
+		return setup_main(argc, argv);
 
 	if (strcmp(cmd, "check") == 0 && (argc == 1 || (argc == 2 && strcmp(argv[1], "--offline") == 0)))
 		return check(offline || argc == 2);

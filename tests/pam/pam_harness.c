@@ -504,6 +504,20 @@ long harness_uid_of(const char *name)
 	return uid;
 }
 
+int harness_admin_of(const char *name)
+{
+	struct entra_userdb *db = NULL;
+	struct entra_userdb_user user;
+	int admin = -1;
+
+	if (entra_userdb_open(H.db_dir, &db, NULL, 0) < 0)
+		return -1;
+	if (entra_userdb_find_name(db, name, &user) == 0)
+		admin = user.admin ? 1 : 0;
+	entra_userdb_close(db);
+	return admin;
+}
+
 const char *env_get(char **envlist, const char *name)
 {
 	size_t n = strlen(name);

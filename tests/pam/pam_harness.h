@@ -84,6 +84,9 @@ const char *log_capture_end(void);
 /* The uid the user database gave name, or -1. */
 long harness_uid_of(const char *name);
 
+/* 1 when the user database has name as an admin, 0 when not, -1 unknown. */
+int harness_admin_of(const char *name);
+
 /* Look up NAME in a NULL-terminated env list; NULL when absent. */
 const char *env_get(char **envlist, const char *name);
 

@@ -269,10 +269,12 @@ static void test_never_approved_times_out(void **state)
 
 static void test_aadsts_errors(void **state)
 {
+	/* Errors without a claims challenge (or a message_only one) end the
+	 * login; those that carry one are tested in test_claims_challenge. */
 	static const struct { int code; const char *phrase; } table[] = {
-		{ 50005, "conditional access" }, { 50020, "" }, { 50076, "" }, { 50079, "aka.ms/mfasetup" },
-		{ 50105, "" }, { 50126, "" }, { 50158, "" }, { 53000, "" }, { 53001, "" },
-		{ 53002, "" }, { 53003, "" }, { 65001, "" }, { 700016, "" }, { 7000218, "" },
+		{ 50005, "conditional access" }, { 50020, "" }, { 50105, "" }, { 50126, "" },
+		{ 53000, "" }, { 53001, "" }, { 53002, "" }, { 53003, "" }, { 65001, "" },
+		{ 700016, "" }, { 7000218, "" },
 	};
 	char body[256], code[32];
 	const char *log;
@@ -478,7 +480,7 @@ static void test_no_conversation(void **state)
 	assert_int_equal(fake_count("token"), 0);
 }
 
-static void expect_account(const char *service, const char *claims, int expected_account,
+static void expect_account_as_is(const char *service, const char *claims, int expected_account,
 			   const char *log_phrase)
 {
 	struct person p = { .action = PERSON_APPROVE, .claims_json = claims };
@@ -489,7 +491,6 @@ static void expect_account(const char *service, const char *claims, int expected
 	enum pamtest_err err;
 	const char *log;
 
-	reset_fake();
 	log_capture_begin();
 	err = _pamtest_conv(service, ALICE, person_conv, &p, cases, 2, NULL);
 	log = log_capture_end();
@@ -497,6 +498,14 @@ static void expect_account(const char *service, const char *claims, int expected
 		fprintf(stderr, "# auth %d account %d; log:\n%s\n", cases[0].op_rv, cases[1].op_rv, log);
 	assert_int_equal(err, PAMTEST_ERR_OK);
 	assert_contains(log, log_phrase);
+}
+
+/* The same, against a fake without any earlier scenario. */
+static void expect_account(const char *service, const char *claims, int expected_account,
+			   const char *log_phrase)
+{
+	reset_fake();
+	expect_account_as_is(service, claims, expected_account, log_phrase);
 }
 
 static void test_allow_groups(void **state)
@@ -741,6 +750,160 @@ static void test_service_sessions_single_flight(void **state)
 	assert_int_equal(fake_count("imds"), 1);
 }
 
+#define SCOPE "/subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/rg-ml/providers/Microsoft.Compute/virtualMachines/node1"
+#define ALICE_OID "0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9"
+
+static void set_arm_roles(const char *roles_json)
+{
+	char body[1024];
+
+	snprintf(body, sizeof(body), "{\"arm\":{\"roles\":{\"" ALICE_OID "\":%s}}}", roles_json);
+	assert_int_equal(fake_control("configure", body), 0);
+}
+
+static void test_rbac_decides_login_and_admin(void **state)
+{
+	(void)state;
+	reset_fake();
+	set_arm_roles("[\"Virtual Machine User Login\"]");
+	expect_account_as_is("entra-rbac", ALICE_CLAIMS, PAM_SUCCESS, "Azure RBAC");
+	assert_int_equal(harness_admin_of(ALICE), 0);
+	assert_int_equal(fake_count("arm"), 1);
+
+	reset_fake();
+	set_arm_roles("[\"Virtual Machine Administrator Login\"]");
+	expect_account_as_is("entra-rbac", ALICE_CLAIMS, PAM_SUCCESS, "loginAsAdmin");
+	assert_int_equal(harness_admin_of(ALICE), 1);
+
+	/* Owner, Contributor and Reader grant no login dataAction. */
+	reset_fake();
+	set_arm_roles("[\"Owner\", \"Contributor\", \"Reader\"]");
+	expect_account_as_is("entra-rbac", ALICE_CLAIMS, PAM_PERM_DENIED, "denied");
+
+	/* No role assignment at all: ARM answers 403. */
+	reset_fake();
+	expect_account_as_is("entra-rbac", ALICE_CLAIMS, PAM_PERM_DENIED, "no role assignment");
+}
+
+static void test_rbac_fails_closed(void **state)
+{
+	struct person p = { .action = PERSON_APPROVE, .claims_json = ALICE_CLAIMS };
+	const char *log;
+
+	(void)state;
+	reset_fake();
+	set_arm_roles("[\"Virtual Machine Administrator Login\"]");
+	assert_int_equal(fake_control("configure", "{\"arm\":{\"fail\":500}}"), 0);
+	log = run_auth("entra-rbac", ALICE, &p, PAM_AUTHINFO_UNAVAIL);
+	assert_contains(log, "Azure RBAC check");
+	assert_contains(p.errors, "Azure");
+
+	reset_fake();
+	memset(&p, 0, sizeof(p));
+	p.action = PERSON_APPROVE;
+	p.claims_json = ALICE_CLAIMS;
+	set_arm_roles("[\"Virtual Machine Administrator Login\"]");
+	assert_int_equal(fake_control("configure", "{\"arm\":{\"malformed\":true}}"), 0);
+	run_auth("entra-rbac", ALICE, &p, PAM_AUTHINFO_UNAVAIL);
+}
+
+static void test_rbac_decision_cached(void **state)
+{
+	(void)state;
+	reset_fake();
+	set_arm_roles("[\"Virtual Machine User Login\"]");
+	expect_account_as_is("entra-rbac-cached", ALICE_CLAIMS, PAM_SUCCESS, "Azure RBAC");
+	expect_account_as_is("entra-rbac-cached", ALICE_CLAIMS, PAM_SUCCESS, "from the cache");
+	/* The second login (a sudo right after) did not ask ARM again. */
+	assert_int_equal(fake_count("arm"), 1);
+	assert_int_equal(fake_count("devicecode"), 2);
+}
+
+static void test_rbac_claims_challenge(void **state)
+{
+	struct person p = { .action = PERSON_APPROVE, .claims_json = ALICE_CLAIMS };
+	struct json_object *form, *v;
+
+	(void)state;
+	reset_fake();
+	set_arm_roles("[\"Virtual Machine User Login\"]");
+	assert_int_equal(fake_control("configure", "{\"arm\":{\"challenge\":"
+		"{\"access_token\":{\"acrs\":{\"essential\":true,\"value\":\"c1\"}}}}}"), 0);
+	run_auth("entra-rbac", ALICE, &p, PAM_SUCCESS);
+	/* One more device-code round, asking for what ARM named. */
+	assert_int_equal(p.prompts, 2);
+	assert_int_equal(fake_count("devicecode"), 2);
+	assert_int_equal(fake_count("arm"), 2);
+	form = fake_last_form("devicecode");
+	assert_non_null(form);
+	assert_true(json_object_object_get_ex(form, "claims", &v));
+	assert_contains(json_object_get_string(v), "\"c1\"");
+	json_object_put(form);
+}
+
+static void test_entra_claims_challenge(void **state)
+{
+	struct person p = { .action = PERSON_APPROVE, .claims_json = ALICE_CLAIMS };
+	struct json_object *form, *v;
+	const char *log;
+
+	(void)state;
+	reset_fake();
+	/* MFA required (AADSTS50076) carries a claims challenge: a second
+	 * round with those claims, which the person completes. */
+	assert_int_equal(fake_control("configure", "{\"token_error\":{\"aadsts\":50076}}"), 0);
+	log = run_auth("entra", ALICE, &p, PAM_SUCCESS);
+	assert_contains(log, "50076");
+	assert_int_equal(p.prompts, 2);
+	form = fake_last_form("devicecode");
+	assert_non_null(form);
+	assert_true(json_object_object_get_ex(form, "claims", &v));
+	assert_contains(json_object_get_string(v), "capolids");
+	json_object_put(form);
+}
+
+static void test_require_mfa(void **state)
+{
+	struct person p = { .action = PERSON_APPROVE,
+			    .claims_json = "{" ALICE_ID ",\"amr\":[\"pwd\"]}" };
+
+	(void)state;
+	reset_fake();
+	run_auth("entra-mfa", ALICE, &p, PAM_AUTH_ERR);
+	assert_contains(p.errors, "multi-factor");
+	memset(&p, 0, sizeof(p));
+	p.action = PERSON_APPROVE;
+	p.claims_json = ALICE_CLAIMS; /* the fake's default amr has mfa */
+	run_auth("entra-mfa", ALICE, &p, PAM_SUCCESS);
+}
+
+static void test_auth_context_for_sudo(void **state)
+{
+	struct person p = { .action = PERSON_APPROVE, .claims_json = ALICE_CLAIMS };
+	struct json_object *form, *v;
+	const char *log;
+
+	(void)state;
+	reset_fake();
+	run_auth("entra-sudo", ALICE, &p, PAM_SUCCESS);
+	form = fake_last_form("devicecode");
+	assert_non_null(form);
+	assert_true(json_object_object_get_ex(form, "claims", &v));
+	assert_contains(json_object_get_string(v), "\"acrs\"");
+	assert_contains(json_object_get_string(v), "\"c2\"");
+	assert_contains(json_object_get_string(v), "\"cp1\"");
+	json_object_put(form);
+
+	/* A sign-in that did not satisfy c2 (the policy was not met). */
+	reset_fake();
+	memset(&p, 0, sizeof(p));
+	p.action = PERSON_APPROVE;
+	p.claims_json = "{" ALICE_ID ",\"acrs\":[\"c1\"]}";
+	log = run_auth("entra-sudo", ALICE, &p, PAM_AUTH_ERR);
+	assert_contains(log, "c2");
+	assert_contains(p.errors, "stronger sign-in");
+}
+
 /* pam_wrapper copies the service files once, at the first pam_start:
  * every service the tests use is written here. */
 static int write_services(void)
@@ -782,6 +945,16 @@ static int write_services(void)
 	snprintf(args, sizeof(args), "service_accounts=nobody msi_source=imds imds_endpoint=http://127.0.0.1:%d "
 		 "cache_dir=%s/cache-svc-burst", H.http_port, H.dir);
 	if (harness_service_session_stack("entra-svc-burst", args) < 0)
+		return -1;
+	snprintf(args, sizeof(args), "rbac_scope=" SCOPE " arm_url=https://127.0.0.1:%d rbac_cache_ttl=0",
+		 H.https_port);
+	if (harness_service("entra-rbac", args) < 0)
+		return -1;
+	snprintf(args, sizeof(args), "rbac_scope=" SCOPE " arm_url=https://127.0.0.1:%d cache_dir=%s/cache-rbac",
+		 H.https_port, H.dir);
+	if (harness_service("entra-rbac-cached", args) < 0 ||
+	    harness_service("entra-mfa", "require_mfa=yes") < 0 ||
+	    harness_service("entra-sudo", "auth_context=entra-sudo:c2 client_capabilities=cp1") < 0)
 		return -1;
 	snprintf(args, sizeof(args), "cache_dir=%s/cache-rotate", H.dir);
 	return harness_service("entra-rotate", args);
@@ -837,6 +1010,13 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_service_session_gets_managed_identity),
 		cmocka_unit_test(test_service_session_without_identity),
 		cmocka_unit_test(test_service_sessions_single_flight),
+		cmocka_unit_test(test_rbac_decides_login_and_admin),
+		cmocka_unit_test(test_rbac_fails_closed),
+		cmocka_unit_test(test_rbac_decision_cached),
+		cmocka_unit_test(test_rbac_claims_challenge),
+		cmocka_unit_test(test_entra_claims_challenge),
+		cmocka_unit_test(test_require_mfa),
+		cmocka_unit_test(test_auth_context_for_sudo),
 	};
 
 	if (harness_preload(argv) < 0)

@@ -212,7 +212,7 @@ static void log_emit(void *host, int priority, const char *line)
 }
 
 static const struct entra_log test_log = { log_emit, NULL, true };
-static const struct entra_device_hooks hooks = { hook_prompt, hook_sleep, NULL };
+static const struct entra_device_hooks hooks = { hook_prompt, hook_sleep, NULL, NULL };
 static const struct entra_oidc_metadata md = {
 	.issuer = (char *)"https://idp.test/tenant/v2.0",
 	.token_endpoint = (char *)TOKEN_ENDPOINT,
