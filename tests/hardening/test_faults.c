@@ -148,8 +148,11 @@ static int fs_child(void *arg)
 		fprintf(stderr, "# %s: rc %d %d %d\n%s\n", c->service, out.rc[0], out.rc[1], out.rc[2], out.log);
 	switch (c->target) {
 	case T_RUN:
-		/* Authenticated and recorded, but no session: fail closed. */
-		if (out.rc[0] != PAM_SUCCESS || out.rc[1] != PAM_SUCCESS || out.rc[2] != PAM_SESSION_ERR)
+		/* Authenticated, but no session: fail closed, in the account
+		 * phase (the login is kept in run_dir/private for the session)
+		 * or at open_session. */
+		if (out.rc[0] != PAM_SUCCESS ||
+		    !((out.rc[1] == PAM_SYSTEM_ERR) || (out.rc[1] == PAM_SUCCESS && out.rc[2] == PAM_SESSION_ERR)))
 			return 10;
 		if (strstr(out.log, c->kind == FS_FULL ? "No space left on device" : "Read-only file system") == NULL)
 			return 11;

@@ -71,6 +71,16 @@ static void login_as(const char *service, struct outcome *o)
 		pamtest_free_env(tc[3].case_out.envlist);
 }
 
+/* No session: refused in the account phase (which keeps the login in
+ * run_dir/private for the session) or at open_session. */
+static void assert_no_session(const struct outcome *o)
+{
+	if (!(o->rc[1] != PAM_SUCCESS || o->rc[2] == PAM_SESSION_ERR) || o->token_file[0] != '\0') {
+		fprintf(stderr, "# a session was opened: %d %d %d\n%s\n", o->rc[0], o->rc[1], o->rc[2], o->log);
+		fail();
+	}
+}
+
 static void path_of(char *out, size_t len, const char *name)
 {
 	if ((size_t)snprintf(out, len, "%s/%s", H.dir, name) >= len)
@@ -425,7 +435,7 @@ static void test_run_dir_symlinks(void **state)
 	tree_remove(path);
 	assert_int_equal(symlink(target, path), 0);
 	login_as("attack-run", &o);
-	assert_int_equal(o.rc[2], PAM_SESSION_ERR);
+	assert_no_session(&o);
 	assert_log_contains(o.log, "Too many levels of symbolic links");
 	assert_int_equal(tree_count(target), 0);
 	unlink(path);
@@ -433,7 +443,7 @@ static void test_run_dir_symlinks(void **state)
 	assert_int_equal(mkdir(path, 0711), 0);
 	assert_int_equal(chown(path, (uid_t)uid, (gid_t)uid), 0);
 	login_as("attack-run", &o);
-	assert_int_equal(o.rc[2], PAM_SESSION_ERR);
+	assert_no_session(&o);
 	tree_remove(path);
 	/* private/ a link: the refresh token must not land in the target,
 	 * and the half-made session is removed. */
@@ -441,15 +451,15 @@ static void test_run_dir_symlinks(void **state)
 	tree_remove(path);
 	assert_int_equal(symlink(target, path), 0);
 	login_as("attack-run", &o);
-	assert_int_equal(o.rc[2], PAM_SESSION_ERR);
+	assert_no_session(&o);
 	assert_int_equal(tree_count(target), 0);
 	snprintf(path, sizeof(path), "%s/%ld", run, uid);
-	assert_int_equal(tree_count(path), 0);
+	assert_true(tree_count(path) <= 0); /* absent or empty */
 	/* The run directory itself a link. */
 	tree_remove(run);
 	assert_int_equal(symlink(target, run), 0);
 	login_as("attack-run", &o);
-	assert_int_equal(o.rc[2], PAM_SESSION_ERR);
+	assert_no_session(&o);
 	assert_int_equal(tree_count(target), 0);
 	unlink(run);
 	checks += 4;
