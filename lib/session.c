@@ -373,12 +373,18 @@ int entra_session_stash(const struct entra_config *cfg, const struct entra_sessi
 	if (rc < 0)
 		return rc;
 	run_fd = entra_dir_open_or_create(cfg->run_dir, 0755, 0, 0);
-	if (run_fd < 0)
+	if (run_fd < 0) {
+		entra_log(log, LOG_ERR, "cannot keep the login of %s for its session: run directory %s: %s",
+			  req->user, cfg->run_dir, strerror(-run_fd));
 		return run_fd;
+	}
 	priv_fd = entra_dir_open_or_create_at(run_fd, PRIVATE_DIR, 0700, 0, 0);
 	close(run_fd);
-	if (priv_fd < 0)
+	if (priv_fd < 0) {
+		entra_log(log, LOG_ERR, "cannot keep the login of %s for its session: %s/" PRIVATE_DIR ": %s",
+			  req->user, cfg->run_dir, strerror(-priv_fd));
 		return priv_fd;
+	}
 	remove_expired_pending(priv_fd, time(NULL));
 	obj = json_object_new_object();
 	if (obj == NULL) {

@@ -1712,6 +1712,13 @@ int entra_userdb_record_batch(const struct entra_userdb_writer *w, const struct 
 
 	if (out != NULL)
 		memset(out, 0, sizeof(*out));
+	/* Refuse a bad name before any file operation (even the lock file). */
+	for (size_t i = 0; i < n; i++) {
+		if (logins == NULL || !entra_name_is_valid(logins[i].name)) {
+			set_reason(reason, rlen, "invalid user name");
+			return -EINVAL;
+		}
+	}
 	rc = txn_begin(w, &t, reason, rlen);
 	if (rc != 0)
 		goto done;

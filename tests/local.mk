@@ -34,3 +34,4 @@ include tests/nss/local.mk
 include tests/e2e/local.mk
 include tests/fuzz/local.mk
 include tests/tokend/local.mk
+include tests/hardening/local.mk

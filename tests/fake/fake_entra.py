@@ -413,11 +413,25 @@ class State:
 
     # --- tokens ---------------------------------------------------------
 
-    def jwt(self, header, claims):
+    @staticmethod
+    def payload_text(claims, spec):
+        # Raw payload edits (README: id_token/access_token "payload_raw",
+        # "payload_append"): what json.dumps cannot produce, such as
+        # duplicate keys, is still signed with the current key.
+        spec = spec or {}
+        text = jdump(claims)
+        if "payload_append" in spec:
+            text = text[:-1] + str(spec["payload_append"]) + "}"
+        if "payload_raw" in spec:
+            text = str(spec["payload_raw"])
+        return text.encode("utf-8", "surrogatepass")
+
+    def jwt(self, header, claims, spec=None):
         mode = self.config["sign"]
+        payload = self.payload_text(claims, spec)
         if mode == "none":
-            head = {"typ": "JWT", "alg": "none"}
-            return "%s.%s." % (b64u(jdump(head).encode()), b64u(jdump(claims).encode()))
+            head = dict({"typ": "JWT", "alg": "none"}, **((spec or {}).get("header_set") or {}))
+            return "%s.%s." % (b64u(jdump(head).encode()), b64u(payload))
         key = self.key
         if mode == "wrong_key":
             key = self.other_key
@@ -430,6 +444,7 @@ class State:
             key = self.other_key
         if mode == "hs256":
             header["alg"] = "HS256"
+        header.update((spec or {}).get("header_set") or {})
         nonce = header.pop("nonce", None)
         if nonce is not None:
             # Microsoft Graph: the signature covers the SHA-256 of the nonce,
@@ -438,7 +453,7 @@ class State:
             head_plain = dict(header, nonce=nonce)
         else:
             signed_head = head_plain = header
-        body = b64u(jdump(claims).encode())
+        body = b64u(payload)
         signing_input = ("%s.%s" % (b64u(jdump(signed_head).encode()), body)).encode()
         if mode == "hs256":
             sig = hmac.new(self.key.public_pem, signing_input, hashlib.sha256).digest()
@@ -488,7 +503,7 @@ class State:
         if res.rstrip("/") == GRAPH:
             header["nonce"] = b64u(secrets.token_bytes(32))
         resp = {"token_type": "Bearer", "scope": scope_echo(scopes, res), "expires_in": lt,
-                "ext_expires_in": lt, "access_token": self.jwt(header, at)}
+                "ext_expires_in": lt, "access_token": self.jwt(header, at, self.config["access_token"])}
         if "offline_access" in scopes:
             rt = "1.AX" + b64u(secrets.token_bytes(24)) + "." + b64u(secrets.token_bytes(180))
             self.refresh_tokens[rt] = {"client_id": client_id, "user": dict(user),
@@ -508,7 +523,7 @@ class State:
             if requested.get("acrs") and "acrs" not in user:
                 idt["acrs"] = requested["acrs"]
             self.adjust(idt, self.config["id_token"], now)
-            resp["id_token"] = self.jwt({"typ": "JWT", "alg": "RS256", "kid": ""}, idt)
+            resp["id_token"] = self.jwt({"typ": "JWT", "alg": "RS256", "kid": ""}, idt, self.config["id_token"])
         if client_info == "1":
             resp["client_info"] = b64u(jdump({"uid": oid, "utid": tid}).encode())
         for k, v in (self.config["token_set"] or {}).items():
