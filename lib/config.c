@@ -58,6 +58,7 @@ static const struct key_def keys[] = {
 	STR(client_id),
 	{ "authority", KEY_URL, OFF(authority), 0, 1, 0, NULL },
 	PATH(ca_file),
+	{ "https_proxy", KEY_URL, OFF(https_proxy), 0, 0, 0, NULL },
 	STR(resource),
 	STR(identity_claim),
 	STR(username_claim),

@@ -42,6 +42,7 @@ struct entra_config {
 	char *client_id;        /* required: public-client app registration */
 	char *authority;        /* default https://login.microsoftonline.com */
 	char *ca_file;          /* CA bundle for TLS; NULL = system store */
+	char *https_proxy;      /* proxy for the identity provider and ARM; NULL = none (the environment's is never used) */
 	char *resource;         /* scope of the workspace token, default https://management.azure.com/.default */
 	char *identity_claim;   /* default oid */
 	char *username_claim;   /* default preferred_username */

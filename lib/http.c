@@ -28,6 +28,7 @@
 struct entra_http {
 	CURL *curl;
 	char *ca_file;
+	char *proxy;
 	long timeout_ms;
 	size_t max_body;
 	bool allow_plain_http;
@@ -87,6 +88,11 @@ struct entra_http *entra_http_new(const struct entra_http_options *opt, const st
 			if (http->ca_file == NULL)
 				goto fail;
 		}
+		if (opt->proxy != NULL) {
+			http->proxy = strdup(opt->proxy);
+			if (http->proxy == NULL)
+				goto fail;
+		}
 	}
 	http->curl = curl_easy_init();
 	if (http->curl == NULL)
@@ -95,6 +101,7 @@ struct entra_http *entra_http_new(const struct entra_http_options *opt, const st
 fail:
 	entra_log(log, LOG_ERR, "http: out of memory creating a handle");
 	free(http->ca_file);
+	free(http->proxy);
 	free(http);
 	return NULL;
 }
@@ -106,6 +113,7 @@ void entra_http_free(struct entra_http *http)
 	if (http->curl != NULL)
 		curl_easy_cleanup(http->curl);
 	free(http->ca_file);
+	free(http->proxy);
 	free(http);
 }
 
@@ -393,10 +401,10 @@ static int setup_common(struct entra_http *http, const char *url, struct transfe
 	SET(CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
 	SET(CURLOPT_LOW_SPEED_LIMIT, LOW_SPEED_LIMIT);
 	SET(CURLOPT_LOW_SPEED_TIME, LOW_SPEED_TIME);
-	/* Managed-identity endpoints (link-local IMDS, loopback) must never
-	 * go through a proxy; other requests honour https_proxy/no_proxy. */
-	if (http->allow_plain_http)
-		SET(CURLOPT_NOPROXY, "*");
+	/* Only the configured proxy: "" makes libcurl ignore the
+	 * environment's. Managed-identity endpoints (link-local IMDS,
+	 * loopback) never go through one. */
+	SET(CURLOPT_PROXY, http->proxy != NULL && !http->allow_plain_http ? http->proxy : "");
 	SET(CURLOPT_USERAGENT, USER_AGENT);
 	SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)http->max_body);
 	SET(CURLOPT_WRITEFUNCTION, write_cb);

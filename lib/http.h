@@ -5,9 +5,12 @@
  * is reused for the requests of one transaction; never share it between
  * threads.
  *
- * Proxies: https_proxy/no_proxy from the environment are honoured, except
- * on a handle with allow_plain_http, which never uses a proxy (IMDS and
- * the other managed-identity endpoints must be reached directly).
+ * Proxies: only the one the options name. Proxy variables of the
+ * environment are ignored: the PAM module runs in processes whose
+ * environment the user controls (su, sudo), and a user-chosen proxy would
+ * see where and when logins happen. A handle with allow_plain_http never
+ * uses a proxy (IMDS and the other managed-identity endpoints must be
+ * reached directly).
  * libcurl is initialised once per process and never cleaned up (the PAM
  * module lives in arbitrary host processes). User agent: pam_entra/VERSION. */
 #ifndef ENTRA_HTTP_H
@@ -27,6 +30,7 @@ struct entra_http_options {
 	long timeout_ms;         /* per request (connect included); <= 0: 30 s */
 	size_t max_body;         /* 0: ENTRA_HTTP_MAX_BODY */
 	bool allow_plain_http;   /* for IMDS/Arc/App Service endpoints only */
+	const char *proxy;       /* http(s)://host:port for https requests; NULL: none */
 };
 
 struct entra_http_response {

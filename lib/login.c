@@ -408,6 +408,7 @@ enum entra_login_status entra_login_authenticate(const struct entra_config *cfg,
 	struct entra_http_options http_opt = {
 		.ca_file = cfg->ca_file,
 		.timeout_ms = (long)cfg->http_timeout * 1000,
+		.proxy = cfg->https_proxy,
 	};
 	struct entra_oidc oidc;
 	struct login_ctx ctx = {

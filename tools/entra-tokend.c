@@ -234,6 +234,7 @@ static struct entra_http *new_http(bool plain)
 		.ca_file = D.cfg->ca_file,
 		.timeout_ms = (long)D.cfg->http_timeout * 1000,
 		.allow_plain_http = plain,
+		.proxy = D.cfg->https_proxy,
 	};
 
 	return entra_http_new(&opt, &D.log);

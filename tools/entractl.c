@@ -491,6 +491,7 @@ static void check_network(const struct entra_config *cfg)
 
 	opt.ca_file = cfg->ca_file;
 	opt.timeout_ms = (long)cfg->http_timeout * 1000;
+	opt.proxy = cfg->https_proxy;
 	http = entra_http_new(&opt, &logger);
 	if (http == NULL) {
 		problem("cannot set up HTTPS (libcurl)", "check that libcurl is installed and ca_file is readable");

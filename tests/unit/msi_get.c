@@ -31,7 +31,7 @@ static long number(const char *s)
 int main(int argc, char **argv)
 {
 	struct entra_msi_request req;
-	struct entra_http_options opt = { NULL, 5000, 0, true };
+	struct entra_http_options opt = { NULL, 5000, 0, true, NULL };
 	struct entra_msi_token tok;
 	struct entra_http *http;
 	long count = 1;

@@ -133,7 +133,7 @@ void net_server_stop(struct net_server *s)
 static int control(struct net_server *s, const char *path, const char *form,
 		   struct entra_buf *out)
 {
-	struct entra_http_options opt = { s->ca, 10000, 0, false };
+	struct entra_http_options opt = { s->ca, 10000, 0, false, NULL };
 	struct entra_http *http = entra_http_new(&opt, &entra_log_stderr);
 	struct entra_http_response resp;
 	char url[512];

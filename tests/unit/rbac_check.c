@@ -68,7 +68,7 @@ int main(int argc, char **argv)
 	size_t nl = 0, na = 0;
 	long ttl = 60, max_pages = 0;
 	bool require_mfa = false;
-	struct entra_http_options opt = { NULL, 5000, 0, false };
+	struct entra_http_options opt = { NULL, 5000, 0, false, NULL };
 	struct entra_http *http;
 	struct entra_rbac_permissions perms;
 	struct entra_rbac_decision d;

@@ -155,7 +155,7 @@ const char *key, *value;
 	{ "shell", "/bin/sh" }, { "create_home", "no" }, { "msi_source", "imds" },
 	{ "imds_endpoint", "http://127.0.0.1:8080" }, { "service_accounts", "svc" },
 	{ "service_uids", "5000-5999" }, { "service_resource", "https://storage.azure.com/" },
-	{ "service_client_id", CLIENT }, { "service_identities", "svc:" CLIENT }, { "service_token_required", "yes" },
+	{ "service_client_id", CLIENT }, { "service_identities", "svc:" CLIENT }, { "service_token_required", "yes" }, { "https_proxy", "http://proxy.example:3128" },
 	{ "tokend_port", "40999" }, { "tokend_socket", "/run/t.sock" },
 	{ "arm_url", "https://management.azure.com" }, { "arm_audience", "https://management.azure.com/" },
 	{ "rbac_scope", "/subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/rg" },

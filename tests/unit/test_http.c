@@ -54,7 +54,7 @@ static int group_teardown(void **state)
 
 static struct entra_http *client(long timeout_ms, size_t max_body, bool plain)
 {
-	struct entra_http_options opt = { srv.ca, timeout_ms, max_body, plain };
+	struct entra_http_options opt = { srv.ca, timeout_ms, max_body, plain, NULL };
 	struct entra_http *http = entra_http_new(&opt, &capture_log);
 
 	assert_non_null(http);
@@ -234,7 +234,7 @@ static void test_tls_wrong_name(void **state)
 
 static void test_tls_system_store_rejects_test_ca(void **state)
 {
-	struct entra_http_options opt = { NULL, 5000, 0, false };
+	struct entra_http_options opt = { NULL, 5000, 0, false, NULL };
 	struct entra_http *http = entra_http_new(&opt, &capture_log);
 	struct entra_http_response resp;
 
@@ -557,29 +557,40 @@ static void test_bad_input(void **state)
 
 static void test_proxies(void **state)
 {
+	struct entra_http_options opt = { srv.ca, 5000, 0, false, "http://127.0.0.1:1" };
 	struct entra_http *http;
 	struct entra_http_response resp;
 
 	(void)state;
-	/* A proxy that refuses connections: requests through it fail. */
+	/* The environment names a proxy that refuses connections: it is
+	 * never used (under su and sudo the user sets the environment). */
 	setenv("http_proxy", "http://127.0.0.1:1", 1);
 	setenv("https_proxy", "http://127.0.0.1:1", 1);
+	setenv("HTTPS_PROXY", "http://127.0.0.1:1", 1);
+	setenv("ALL_PROXY", "http://127.0.0.1:1", 1);
 	unsetenv("no_proxy");
 	unsetenv("NO_PROXY");
-	/* Managed-identity handles never use a proxy. */
+	http = client(5000, 0, false);
+	assert_int_equal(entra_http_get(http, url(srv.https, "/json"), NULL, &resp), 0);
+	assert_int_equal(resp.status, 200);
+	entra_http_response_free(&resp);
+	entra_http_free(http);
+	/* Managed-identity handles never use one either. */
 	http = client(5000, 0, true);
 	assert_int_equal(entra_http_get(http, plain_url("/json"), NULL, &resp), 0);
 	assert_int_equal(resp.status, 200);
 	entra_http_response_free(&resp);
 	entra_http_free(http);
-	/* Other handles honour https_proxy. */
-	http = client(5000, 0, false);
-	assert_int_equal(entra_http_get(http, url(srv.https, "/json"), NULL, &resp),
-			 -ECONNREFUSED);
+	/* The configured proxy is used: this one refuses connections. */
+	http = entra_http_new(&opt, &entra_log_stderr);
+	assert_non_null(http);
+	assert_int_equal(entra_http_get(http, url(srv.https, "/json"), NULL, &resp), -ECONNREFUSED);
 	entra_http_response_free(&resp);
 	entra_http_free(http);
 	unsetenv("http_proxy");
 	unsetenv("https_proxy");
+	unsetenv("HTTPS_PROXY");
+	unsetenv("ALL_PROXY");
 }
 
 static void test_monotonic(void **state)

@@ -32,7 +32,7 @@ static struct entra_http *http;
 
 static int group_setup(void **state)
 {
-	struct entra_http_options opt = { NULL, 5000, 0, false };
+	struct entra_http_options opt = { NULL, 5000, 0, false, NULL };
 
 	(void)state;
 	if (net_server_start(&srv) != 0)

@@ -594,7 +594,7 @@ static void test_claims_challenge(void **state)
 
 static void test_fetch_refuses_bad_requests(void **state)
 {
-	struct entra_http_options opt = { NULL, 1000, 0, false };
+	struct entra_http_options opt = { NULL, 1000, 0, false, NULL };
 	struct entra_http *http;
 	struct entra_rbac_permissions p;
 	struct entra_rbac_request req = {
