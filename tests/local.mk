@@ -35,3 +35,16 @@ include tests/nss/local.mk
 include tests/e2e/local.mk
 include tests/fuzz/local.mk
 include tests/tokend/local.mk
+
+# The ASan+UBSan run (scripts/test: `make check-sanitizers` in a build
+# configured with --enable-sanitizers): every test in TESTS, so that each
+# new C test is in it, but those matching SANITIZER_SKIP: the fake's
+# self-tests and client judges (Python and Node only) and tests/e2e (real
+# sshd, su and sudo, not instrumented: they run in the plain build).
+SANITIZER_SKIP = tests/fake/*|tests/e2e/*
+check-sanitizers:
+	@tests=; for t in $(TESTS); do \
+	  case $$t in $(SANITIZER_SKIP)) ;; *) tests="$$tests $$t";; esac; \
+	done; \
+	$(MAKE) $(AM_MAKEFLAGS) check TESTS="$$tests"
+.PHONY: check-sanitizers
