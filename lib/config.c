@@ -601,7 +601,6 @@ int entra_config_load(struct entra_config *cfg, const char *path, bool check_own
 
 		pos += len + (nl ? 1 : 0);
 		lineno++;
-		/* cppcheck-suppress knownConditionTrueFalse ; false positive: an empty line has len 0 */
 		if (len > 0 && start[len - 1] == '\r')
 			len--; /* tolerate CRLF */
 		if (len > ENTRA_CONFIG_MAX_LINE) {
