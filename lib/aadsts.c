@@ -362,9 +362,9 @@ static void line_token(struct line *l, const char *key, const char *value)
 	for (n = 0; n < sizeof(tmp) - 1 && value[n] != '\0'; n++) {
 		unsigned char c = (unsigned char)value[n];
 
-		tmp[n] = ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-			  (c >= '0' && c <= '9') || c == '_' || c == '.' || c == ':' ||
-			  c == '-') ? (char)c : '?';
+		tmp[n] = (char)(((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+				 (c >= '0' && c <= '9') || c == '_' || c == '.' || c == ':' ||
+				 c == '-') ? c : '?');
 	}
 	tmp[n] = '\0';
 	if (l->used > 0)

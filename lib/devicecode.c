@@ -201,7 +201,7 @@ static void display_copy(char *dst, size_t size, const char *src, const char *df
 	for (; n < size - 1 && src[n] != '\0'; n++) {
 		unsigned char c = (unsigned char)src[n];
 
-		dst[n] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
+		dst[n] = (char)((c < 0x20 || c == 0x7f) ? '?' : c);
 	}
 	dst[n] = '\0';
 }

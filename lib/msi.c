@@ -335,7 +335,7 @@ static void sanitize(const char *in, char *out, size_t outlen)
 	if (in == NULL)
 		in = "";
 	for (; *in && i + 1 < outlen && i < 160; in++, i++)
-		out[i] = (*in >= 0x20 && *in < 0x7f) ? *in : '?';
+		out[i] = (char)((*in >= 0x20 && *in < 0x7f) ? *in : '?');
 	out[i] = '\0';
 }
 

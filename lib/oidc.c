@@ -379,6 +379,8 @@ static int load_doc(const struct loader *l, int dirfd, const char *prefix,
 	bool have_cached = false;
 	int rc;
 
+	if (l->url == NULL)
+		return -EINVAL;
 	if (dirfd >= 0 && cache_read(dirfd, prefix, l->suffix, l->url, &cached) == 0)
 		have_cached = true;
 	if (have_cached && !force_fetch && doc_is_fresh(&cached, now)) {
@@ -438,6 +440,9 @@ int entra_oidc_load(struct entra_oidc *oidc, struct entra_http *http,
 	if (rc < 0)
 		return rc;
 	dirfd = cache_open(oidc, log);
+	/* Zeroed, so that what load_doc() leaves unset is never read. */
+	memset(&md, 0, sizeof(md));
+	memset(&jwks, 0, sizeof(jwks));
 
 	struct loader dl = { "discovery", ".discovery.json", oidc->discovery_url,
 			     parse_metadata_cb, &md };

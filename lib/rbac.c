@@ -960,7 +960,7 @@ int entra_rbac_cache_store(const char *cache_dir, const char *oid, const char *b
 		     "\"admin\":%s,\"created\":%lld,\"expires\":%lld}\n",
 		     name, binding, decision->login_allowed ? "true" : "false",
 		     decision->login_allowed && decision->admin ? "true" : "false", (long long)now,
-		     (long long)(now + ttl));
+		     (long long)now + ttl);
 	if (n < 0 || (size_t)n >= sizeof(text))
 		return -EINVAL;
 	dfd = cache_dir_open(cache_dir, true);

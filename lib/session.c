@@ -180,7 +180,8 @@ static bool request_is_safe(const struct entra_session_request *req, const char 
 	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
 		if (fields[i].value == NULL && !fields[i].required)
 			continue;
-		if (!entra_value_is_safe(fields[i].value, fields[i].max) || fields[i].value[0] == '\0') {
+		if (fields[i].value == NULL || !entra_value_is_safe(fields[i].value, fields[i].max) ||
+		    fields[i].value[0] == '\0') {
 			*bad = fields[i].name;
 			return false;
 		}

@@ -415,12 +415,14 @@ int entra_userdb_open_fd(int fd, struct entra_userdb **out, char *reason, size_t
 static int open_db_file(const char *db_dir, int flags)
 {
 	char path[ENTRA_USERDB_PATH_MAX];
-	int n = snprintf(path, sizeof(path), "%s/%s", db_dir, ENTRA_USERDB_FILE);
+	int fd, n = snprintf(path, sizeof(path), "%s/%s", db_dir, ENTRA_USERDB_FILE);
 
 	if (n < 0 || (size_t)n >= sizeof(path))
 		return -ENAMETOOLONG;
-	n = open(path, flags | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
-	return n < 0 ? -errno : n;
+	fd = open(path, flags | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return -errno;
+	return fd;
 }
 
 int entra_userdb_open(const char *db_dir, struct entra_userdb **out, char *reason, size_t rlen)
@@ -666,7 +668,7 @@ static int expand_home(const char *tmpl, const char *name, uint32_t uid, char *b
 		if (o + addlen >= len)
 			return -ERANGE;
 		for (size_t i = 0; i < addlen; i++)
-			buf[o + i] = lc ? (char)lower((unsigned char)add[i]) : add[i];
+			buf[o + i] = (char)(lc ? lower((unsigned char)add[i]) : (unsigned char)add[i]);
 		o += addlen;
 	}
 	if (o >= len)
@@ -1400,6 +1402,8 @@ static int txn_begin(const struct entra_userdb_writer *w, struct txn *t, char *r
 		return rc;
 	}
 	rc = entra_userdb_open_fd(t->oldfd, &db, reason, rlen);
+	if (rc == 0 && db == NULL)
+		rc = -EIO; /* 0 from a -errno that was 0: still no database */
 	if (rc != 0)
 		return rc; /* never overwrite a file we cannot read: users would vanish */
 	rc = wset_load(&t->set, db);
@@ -1494,7 +1498,7 @@ static char *sanitise_gecos(const char *s)
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)s[i];
 
-		g[i] = (c < 0x20 || c == 0x7f || c == ':') ? ' ' : (char)c;
+		g[i] = (char)((c < 0x20 || c == 0x7f || c == ':') ? ' ' : c);
 	}
 	g[len] = '\0';
 	return g;

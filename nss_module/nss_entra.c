@@ -96,14 +96,15 @@ static char **pack_ptrs(struct pack *p, size_t count)
 {
 	uintptr_t at = (uintptr_t)(p->buf + p->used);
 	size_t pad = (alignof(char *) - at % alignof(char *)) % alignof(char *);
+	char **ptrs;
 
 	if (count > SIZE_MAX / sizeof(char *) - 1 || p->len - p->used < pad ||
 	    p->len - p->used - pad < (count + 1) * sizeof(char *))
 		return NULL;
 	p->used += pad;
-	at = (uintptr_t)(p->buf + p->used);
+	ptrs = (char **)(void *)(p->buf + p->used);
 	p->used += (count + 1) * sizeof(char *);
-	return (char **)at;
+	return ptrs;
 }
 
 static enum nss_status fill_passwd(const struct entra_userdb_user *u, struct passwd *pw, char *buf,

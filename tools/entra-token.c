@@ -103,14 +103,15 @@ static void print_json(const char *token, int64_t expires_on)
 {
 	struct json_object *o = json_object_new_object(), *t;
 	const char *sub = getenv("AZUREML_ARM_SUBSCRIPTION");
+	const char *tenant_env = getenv("AZURE_TENANT_ID");
 	char *tenant = claim(token, "tid");
 	char when[64];
 	time_t e = (time_t)expires_on;
 	struct tm tm;
 	const char *text;
 
-	if (tenant == NULL && getenv("AZURE_TENANT_ID") != NULL)
-		tenant = strdup(getenv("AZURE_TENANT_ID"));
+	if (tenant == NULL && tenant_env != NULL)
+		tenant = strdup(tenant_env);
 	/* az prints expiresOn in local time with microseconds. */
 	if (localtime_r(&e, &tm) == NULL || strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S.000000", &tm) == 0)
 		when[0] = '\0';

@@ -18,34 +18,20 @@ ADMIN_GID = 1899999999
 NOTFOUND, SUCCESS, UNAVAIL, TRYAGAIN = 0, 1, -1, -2
 
 
-def sanitizer_env():
-    """Environment for uninstrumented programs (getent, id, ls) that load a
-    module built with --enable-sanitizers: the ASan runtime must come first."""
-    try:
-        dyn = subprocess.run(["readelf", "-d", "-W", SO], stdout=subprocess.PIPE,
-                             universal_newlines=True).stdout
-        syms = subprocess.run(["nm", "-D", SO], stdout=subprocess.PIPE, universal_newlines=True).stdout
-    except OSError:
-        return {}
-    if "__asan_init" not in syms:
-        return {}
-    preload = []
-    for lib in ("libasan.so", "libubsan.so"):
-        for line in dyn.splitlines():
-            if "(NEEDED)" in line and lib in line:
-                preload.append(line.split("[")[1].rstrip("]"))
-    if not preload:  # clang: static runtime in executables; use the shared one
-        for cc in ("clang-14", "clang"):
-            try:
-                path = subprocess.run([cc, "-print-file-name=libclang_rt.asan-x86_64.so"],
-                                      stdout=subprocess.PIPE, universal_newlines=True).stdout.strip()
-            except OSError:
-                continue
-            if os.path.isabs(path) and os.path.exists(path):
-                preload.append(path)
-                break
-    return {"SANITIZER_PRELOAD": " ".join(preload),
-            "ASAN_OPTIONS": "detect_leaks=0:verify_asan_link_order=0"}
+# The shared ASan runtime when the build has --enable-sanitizers (configure
+# finds it; tests/local.mk exports it), else "".
+SANITIZER_PRELOAD = os.environ.get("ENTRA_SANITIZER_PRELOAD", "")
+
+
+def foreign_env(env):
+    """env for a program built without sanitizers (getent, id, ls) that loads
+    the module: in a sanitizer build the ASan runtime must be the first
+    library in the process, and that program's own leaks are not ours."""
+    env = dict(env)
+    if SANITIZER_PRELOAD:
+        env["LD_PRELOAD"] = " ".join(p for p in (SANITIZER_PRELOAD, env.get("LD_PRELOAD", "")) if p)
+        env["ASAN_OPTIONS"] = ":".join(o for o in (env.get("ASAN_OPTIONS", ""), "detect_leaks=0") if o)
+    return env
 
 
 def run(args, env=None, check=True, input=None):

@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import tempfile
 
-from nsstest import ADMIN_GID, SO, TOOL, Db, run, sanitizer_env
+from nsstest import ADMIN_GID, SO, TOOL, Db, foreign_env, run
 from taplib import run as tap_run, skip, test
 
 OID1 = "11111111-1111-4111-8111-111111111111"
@@ -21,7 +21,8 @@ mount --make-rprivate /
 mount -t overlay overlay -o lowerdir="$LIBDIR",upperdir="$WORK/upper",workdir="$WORK/work" "$LIBDIR"
 cp "$SO" "$LIBDIR/libnss_entra.so.2"
 mount --bind "$WORK/nsswitch.conf" /etc/nsswitch.conf
-if [ -n "${SANITIZER_PRELOAD:-}" ]; then export LD_PRELOAD="$SANITIZER_PRELOAD"; fi
+# from here on, only the programs under test (see nsstest.foreign_env)
+export LD_PRELOAD="$TEST_LD_PRELOAD" ASAN_OPTIONS="$TEST_ASAN_OPTIONS"
 echo "== passwd";  getent passwd alice@contoso.com
 echo "== uid";     getent passwd "$ALICE_UID"
 echo "== new";     getent passwd newcomer@contoso.com
@@ -72,8 +73,10 @@ def setup():
     owned = os.path.join(c.work, "owned")
     open(owned, "w").close()
     os.chown(owned, c.alice["uid"], ADMIN_GID)
+    foreign = foreign_env(os.environ)
     env = dict(os.environ, LIBDIR=libdir(), WORK=c.work, SO=os.path.realpath(SO), ENTRA_NSS_DB_DIR=c.db.dir,
-               ALICE_UID=str(c.alice["uid"]), LC_ALL="C", **sanitizer_env())
+               ALICE_UID=str(c.alice["uid"]), LC_ALL="C", TEST_LD_PRELOAD=foreign.get("LD_PRELOAD", ""),
+               TEST_ASAN_OPTIONS=foreign.get("ASAN_OPTIONS", ""))
     p = subprocess.run(["unshare", "-m", "sh", "-c", SCRIPT], env=env, stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
     if p.returncode != 0 and "overlay" in p.stderr:

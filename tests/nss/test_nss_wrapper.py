@@ -6,7 +6,7 @@ import shutil
 import subprocess
 import tempfile
 
-from nsstest import ADMIN_GID, SO, TOOL, Db, run, sanitizer_env
+from nsstest import ADMIN_GID, SO, TOOL, Db, foreign_env, run
 from taplib import run as tap_run, skip, test
 
 OID1 = "11111111-1111-4111-8111-111111111111"
@@ -36,12 +36,10 @@ def setup():
         f.write("root:x:0:0:root:/root:/bin/sh\nlocal:x:1000:1000:Local:/home/local:/bin/sh\n")
     with open(group, "w") as f:
         f.write("root:x:0:\nlocal:x:1000:\n")
-    san = sanitizer_env()
-    preload = (san.pop("SANITIZER_PRELOAD") + " " if san else "") + WRAPPER
-    c.env = dict(os.environ, **san)
-    c.env.update(LD_PRELOAD=preload, NSS_WRAPPER_PASSWD=passwd, NSS_WRAPPER_GROUP=group,
-                 NSS_WRAPPER_MODULE_SO_PATH=SO, NSS_WRAPPER_MODULE_FN_PREFIX="entra",
-                 ENTRA_NSS_DB_DIR=c.db.dir, LC_ALL="C")
+    c.env = foreign_env(dict(os.environ, LD_PRELOAD=WRAPPER, NSS_WRAPPER_PASSWD=passwd,
+                             NSS_WRAPPER_GROUP=group, NSS_WRAPPER_MODULE_SO_PATH=SO,
+                             NSS_WRAPPER_MODULE_FN_PREFIX="entra", ENTRA_NSS_DB_DIR=c.db.dir,
+                             LC_ALL="C"))
     return c
 
 
