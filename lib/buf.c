@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <sys/types.h>
 
 void entra_buf_init(struct entra_buf *buf, size_t max)
 {
@@ -112,6 +114,25 @@ void entra_free_secret(char *secret)
 {
 	if (secret != NULL)
 		entra_free_secret_n(secret, strlen(secret));
+}
+
+int entra_random_hex(char *out, size_t nhex)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char raw[64];
+	size_t n = nhex / 2;
+
+	if (nhex % 2 != 0 || n > sizeof(raw))
+		return -EINVAL;
+	if (getrandom(raw, n, 0) != (ssize_t)n)
+		return -EIO;
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = hex[raw[i] >> 4];
+		out[2 * i + 1] = hex[raw[i] & 0xf];
+	}
+	out[nhex] = '\0';
+	explicit_bzero(raw, n);
+	return 0;
 }
 
 char *entra_strdup(const char *s)

@@ -26,6 +26,10 @@ void entra_buf_free(struct entra_buf *buf);
 void entra_free_secret(char *secret);
 /* Wipe then free len bytes. */
 void entra_free_secret_n(void *secret, size_t len);
+/* nhex random lowercase hex digits from getrandom, then a NUL (out holds
+ * nhex + 1 bytes; nhex even, at most 128). 0 or -EIO / -EINVAL. */
+int entra_random_hex(char *out, size_t nhex);
+
 /* strdup that returns NULL for NULL. */
 char *entra_strdup(const char *s);
 

@@ -24,6 +24,17 @@ void entra_vlog(const struct entra_log *log, int priority, const char *fmt, va_l
 	log->emit(log->host, priority, line);
 }
 
+void entra_set_reason(char *reason, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (reason == NULL || len == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(reason, len, fmt, ap);
+	va_end(ap);
+}
+
 void entra_log(const struct entra_log *log, int priority, const char *fmt, ...)
 {
 	va_list ap;

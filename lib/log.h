@@ -4,6 +4,7 @@
 #define ENTRA_LOG_H
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdbool.h>
 #include <syslog.h>
 
@@ -16,6 +17,11 @@ struct entra_log {
 
 /* A logger writing "pam_entra: <line>" to stderr, for tools and tests. */
 extern const struct entra_log entra_log_stderr;
+
+/* Format a reason for the caller's log line into reason[len]; does
+ * nothing when reason is NULL or len is 0. */
+void entra_set_reason(char *reason, size_t len, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 void entra_log(const struct entra_log *log, int priority, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

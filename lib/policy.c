@@ -2,6 +2,7 @@
  * no network, no NSS lookups; the only I/O is reading the map file. */
 #include "config.h"
 #include "policy.h"
+#include "log.h"
 #include "names.h"
 
 #include <errno.h>
@@ -18,19 +19,6 @@
 #define CLAIM_VALUE_MAX 256  /* one group id or role value */
 #define CLAIM_LIST_MAX 4096  /* entries in groups/roles; Entra emits at most 200 groups */
 
-static void set_reason(char *reason, size_t len, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void set_reason(char *reason, size_t len, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (reason == NULL || len == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(reason, len, fmt, ap);
-	va_end(ap);
-}
 
 static void strlist_free(struct entra_strlist *list)
 {
@@ -139,7 +127,7 @@ int entra_identity_from_claims(struct json_object *claims, const struct entra_co
 		return -EINVAL;
 	memset(id, 0, sizeof(*id));
 	if (claims == NULL || cfg == NULL || !json_object_is_type(claims, json_type_object)) {
-		set_reason(reason, reason_len, "token claims are not a JSON object");
+		entra_set_reason(reason, reason_len, "token claims are not a JSON object");
 		return -EINVAL;
 	}
 	idc = cfg->identity_claim ? cfg->identity_claim : "oid";
@@ -151,13 +139,13 @@ int entra_identity_from_claims(struct json_object *claims, const struct entra_co
 	if (rc == 0 && !entra_is_guid(id->tenant_id))
 		rc = -EBADMSG;
 	if (rc < 0 && rc != -ENOENT) {
-		set_reason(reason, reason_len, "claim 'tid': %s",
+		entra_set_reason(reason, reason_len, "claim 'tid': %s",
 			   rc == -EBADMSG ? "not a tenant GUID" : claim_error(rc));
 		goto fail;
 	}
 	if (id->tenant_id != NULL && cfg->tenant != NULL && entra_is_guid(cfg->tenant) &&
 	    !entra_streq_nocase(id->tenant_id, cfg->tenant)) {
-		set_reason(reason, reason_len, "token is from tenant %s, not the configured %s",
+		entra_set_reason(reason, reason_len, "token is from tenant %s, not the configured %s",
 			   id->tenant_id, cfg->tenant);
 		rc = -EINVAL;
 		goto fail;
@@ -165,43 +153,43 @@ int entra_identity_from_claims(struct json_object *claims, const struct entra_co
 
 	rc = string_claim(claims, idc, OBJECT_ID_MAX, &id->object_id);
 	if (rc < 0) {
-		set_reason(reason, reason_len, "identity claim '%s': %s", idc, claim_error(rc));
+		entra_set_reason(reason, reason_len, "identity claim '%s': %s", idc, claim_error(rc));
 		goto fail;
 	}
 	rc = string_claim(claims, userc, ENTRA_NAME_MAX, &id->username);
 	if (rc == 0 && !entra_name_is_valid(id->username))
 		rc = -EBADMSG;
 	if (rc < 0) {
-		set_reason(reason, reason_len, "username claim '%s': %s", userc,
+		entra_set_reason(reason, reason_len, "username claim '%s': %s", userc,
 			   rc == -EBADMSG ? "not a valid user name" : claim_error(rc));
 		goto fail;
 	}
 	rc = string_claim(claims, "sub", SUBJECT_MAX, &id->subject);
 	if (rc < 0) {
-		set_reason(reason, reason_len, "claim 'sub': %s", claim_error(rc));
+		entra_set_reason(reason, reason_len, "claim 'sub': %s", claim_error(rc));
 		goto fail;
 	}
 	rc = string_claim(claims, "iss", ISSUER_MAX, &id->issuer);
 	if (rc < 0 && rc != -ENOENT) {
-		set_reason(reason, reason_len, "claim 'iss': %s", claim_error(rc));
+		entra_set_reason(reason, reason_len, "claim 'iss': %s", claim_error(rc));
 		goto fail;
 	}
 	/* The display name is cosmetic: an unsafe or odd one is dropped, not fatal. */
 	rc = string_claim(claims, "name", DISPLAY_NAME_MAX, &id->display_name);
 	if (rc == -ENOMEM) {
-		set_reason(reason, reason_len, "out of memory");
+		entra_set_reason(reason, reason_len, "out of memory");
 		goto fail;
 	}
 
 	rc = string_array_claim(claims, "groups", &id->groups);
 	if (rc < 0) {
-		set_reason(reason, reason_len, "claim 'groups': %s",
+		entra_set_reason(reason, reason_len, "claim 'groups': %s",
 			   rc == -EINVAL ? "not an array of safe strings" : claim_error(rc));
 		goto fail;
 	}
 	rc = string_array_claim(claims, "roles", &id->roles);
 	if (rc < 0) {
-		set_reason(reason, reason_len, "claim 'roles': %s",
+		entra_set_reason(reason, reason_len, "claim 'roles': %s",
 			   rc == -EINVAL ? "not an array of safe strings" : claim_error(rc));
 		goto fail;
 	}
@@ -450,51 +438,51 @@ bool entra_identity_matches_account(const struct entra_config *cfg,
 
 	if (cfg == NULL || id == NULL || id->username == NULL || user == NULL ||
 	    !entra_name_is_valid(user)) {
-		set_reason(reason, reason_len, "no identity or invalid account name");
+		entra_set_reason(reason, reason_len, "no identity or invalid account name");
 		return false;
 	}
 	switch (cfg->user_mapping) {
 	case ENTRA_MAP_UPN:
 		if (!entra_streq_nocase(id->username, user)) {
-			set_reason(reason, reason_len, "token is for %s, not for account %s",
+			entra_set_reason(reason, reason_len, "token is for %s, not for account %s",
 				   id->username, user);
 			return false;
 		}
 		domain = upn_domain(user);
 		if (domain == NULL) {
-			set_reason(reason, reason_len, "account %s is not a UPN (user@domain)",
+			entra_set_reason(reason, reason_len, "account %s is not a UPN (user@domain)",
 				   user);
 			return false;
 		}
 		if (cfg->allowed_domains.count > 0 &&
 		    !entra_strlist_contains(&cfg->allowed_domains, domain)) {
-			set_reason(reason, reason_len, "domain %s of %s is not in allowed_domains",
+			entra_set_reason(reason, reason_len, "domain %s of %s is not in allowed_domains",
 				   domain, id->username);
 			return false;
 		}
-		set_reason(reason, reason_len, "token is for %s", id->username);
+		entra_set_reason(reason, reason_len, "token is for %s", id->username);
 		return true;
 	case ENTRA_MAP_LOCALPART:
 		domain = upn_domain(id->username);
 		at = domain ? domain - 1 : NULL;
 		if (domain == NULL || (size_t)(at - id->username) != strlen(user) ||
 		    strncasecmp(id->username, user, strlen(user)) != 0) {
-			set_reason(reason, reason_len, "token is for %s, not for account %s",
+			entra_set_reason(reason, reason_len, "token is for %s, not for account %s",
 				   id->username, user);
 			return false;
 		}
 		if (!entra_strlist_contains(&cfg->allowed_domains, domain)) {
-			set_reason(reason, reason_len,
+			entra_set_reason(reason, reason_len,
 				   "token is for %s, whose domain is not in allowed_domains",
 				   id->username);
 			return false;
 		}
-		set_reason(reason, reason_len, "token is for %s", id->username);
+		entra_set_reason(reason, reason_len, "token is for %s", id->username);
 		return true;
 	case ENTRA_MAP_FILE:
 		rc = map_load(cfg, &map);
 		if (rc < 0) {
-			set_reason(reason, reason_len, "map file %s unusable: %s",
+			entra_set_reason(reason, reason_len, "map file %s unusable: %s",
 				   cfg->map_file ? cfg->map_file : "(unset)",
 				   rc == -EINVAL ? "malformed line" : strerror(-rc));
 			return false;
@@ -507,22 +495,22 @@ bool entra_identity_matches_account(const struct entra_config *cfg,
 			named = true;
 			if (entra_is_guid(t) ? entra_streq_nocase(t, id->object_id)
 					     : entra_streq_nocase(t, id->username)) {
-				set_reason(reason, reason_len, "map file maps %s to %s", user, t);
+				entra_set_reason(reason, reason_len, "map file maps %s to %s", user, t);
 				map_free(&map);
 				return true;
 			}
 		}
 		map_free(&map);
 		if (named)
-			set_reason(reason, reason_len,
+			entra_set_reason(reason, reason_len,
 				   "token is for %s (object id %s), which the map file does not "
 				   "map to account %s",
 				   id->username, id->object_id ? id->object_id : "?", user);
 		else
-			set_reason(reason, reason_len, "account %s is not in the map file", user);
+			entra_set_reason(reason, reason_len, "account %s is not in the map file", user);
 		return false;
 	}
-	set_reason(reason, reason_len, "unknown user_mapping");
+	entra_set_reason(reason, reason_len, "unknown user_mapping");
 	return false;
 }
 

@@ -6,6 +6,7 @@
 #include "buf.h"
 #include "fsutil.h"
 #include "json.h"
+#include "log.h"
 #include "names.h"
 
 #include <errno.h>
@@ -24,19 +25,6 @@
 #define CACHE_DIR_NAME "rbac"
 #define CACHE_FUTURE_SKEW 60
 
-static void set_reason(char *reason, size_t len, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void set_reason(char *reason, size_t len, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (reason == NULL || len == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(reason, len, fmt, ap);
-	va_end(ap);
-}
 
 static int lower(int c)
 {
@@ -86,31 +74,31 @@ int entra_rbac_action_check(const char *configured, char *err, size_t errlen)
 	size_t len;
 
 	if (configured == NULL || *configured == '\0') {
-		set_reason(err, errlen, "empty action");
+		entra_set_reason(err, errlen, "empty action");
 		return -EINVAL;
 	}
 	if (strncmp(name, ENTRA_RBAC_CONTROL_PREFIX, strlen(ENTRA_RBAC_CONTROL_PREFIX)) == 0)
 		name += strlen(ENTRA_RBAC_CONTROL_PREFIX);
 	len = strlen(name);
 	if (len == 0 || len > ENTRA_RBAC_MAX_ACTION) {
-		set_reason(err, errlen, "action must be 1-%d bytes", ENTRA_RBAC_MAX_ACTION);
+		entra_set_reason(err, errlen, "action must be 1-%d bytes", ENTRA_RBAC_MAX_ACTION);
 		return -EINVAL;
 	}
 	for (const char *c = name; *c != '\0'; c++) {
 		unsigned char u = (unsigned char)*c;
 
 		if (u <= 0x20 || u >= 0x7f) {
-			set_reason(err, errlen, "action holds a space, control or non-ASCII byte");
+			entra_set_reason(err, errlen, "action holds a space, control or non-ASCII byte");
 			return -EINVAL;
 		}
 		if (u == '*') {
-			set_reason(err, errlen,
+			entra_set_reason(err, errlen,
 				   "action holds '*': configure concrete actions, roles hold the wildcards");
 			return -EINVAL;
 		}
 	}
 	if (strchr(name, '/') == NULL || name[0] == '/' || name[len - 1] == '/') {
-		set_reason(err, errlen, "action must look like Provider/type/operation");
+		entra_set_reason(err, errlen, "action must look like Provider/type/operation");
 		return -EINVAL;
 	}
 	return 0;
@@ -193,7 +181,7 @@ static int first_granted(const struct entra_rbac_permissions *perms, const char 
 		char why[160];
 
 		if (entra_rbac_action_check(name, why, sizeof(why)) != 0) {
-			set_reason(err, errlen, "configured action \"%.200s\": %s", name, why);
+			entra_set_reason(err, errlen, "configured action \"%.200s\": %s", name, why);
 			return -EINVAL;
 		}
 		if (strncmp(name, ENTRA_RBAC_CONTROL_PREFIX, strlen(ENTRA_RBAC_CONTROL_PREFIX)) == 0) {
@@ -232,21 +220,21 @@ int entra_rbac_decide(const struct entra_rbac_permissions *perms,
 		return -EINVAL;
 	memset(out, 0, sizeof(*out));
 	if (list_len(login_actions) == 0) {
-		set_reason(out->reason, sizeof(out->reason), "no login action configured");
+		entra_set_reason(out->reason, sizeof(out->reason), "no login action configured");
 		return -EINVAL;
 	}
 	l = first_granted(perms, login_actions, &lwhich, &lpat, &lentry, &ldata, err, sizeof(err));
 	if (l < 0) {
-		set_reason(out->reason, sizeof(out->reason), "%s", err);
+		entra_set_reason(out->reason, sizeof(out->reason), "%s", err);
 		return -EINVAL;
 	}
 	a = first_granted(perms, admin_actions, &awhich, &apat, &aentry, &adata, err, sizeof(err));
 	if (a < 0) {
-		set_reason(out->reason, sizeof(out->reason), "%s", err);
+		entra_set_reason(out->reason, sizeof(out->reason), "%s", err);
 		return -EINVAL;
 	}
 	if (l == 0) {
-		set_reason(out->reason, sizeof(out->reason),
+		entra_set_reason(out->reason, sizeof(out->reason),
 			   "no role grants a login action (first: %s \"%.150s\") in %zu permission entr%s%s",
 			   strncmp(login_actions[0], ENTRA_RBAC_CONTROL_PREFIX,
 				   strlen(ENTRA_RBAC_CONTROL_PREFIX)) == 0 ? "action" : "dataAction",
@@ -258,12 +246,12 @@ int entra_rbac_decide(const struct entra_rbac_permissions *perms,
 	out->login_allowed = true;
 	out->admin = a == 1;
 	if (out->admin)
-		set_reason(out->reason, sizeof(out->reason),
+		entra_set_reason(out->reason, sizeof(out->reason),
 			   "login: %s \"%.100s\" granted by \"%.100s\" (entry %zu); admin: %s \"%.100s\" granted by \"%.100s\" (entry %zu)",
 			   ldata ? "dataAction" : "action", lwhich, lpat, lentry,
 			   adata ? "dataAction" : "action", awhich, apat, aentry);
 	else
-		set_reason(out->reason, sizeof(out->reason),
+		entra_set_reason(out->reason, sizeof(out->reason),
 			   "login: %s \"%.150s\" granted by \"%.150s\" (entry %zu); not admin: %s",
 			   ldata ? "dataAction" : "action", lwhich, lpat, lentry,
 			   list_len(admin_actions) == 0 ? "no admin action configured"
@@ -283,12 +271,12 @@ static int parse_list(struct json_object *entry, const char *key, struct entra_r
 	if (!json_object_object_get_ex(entry, key, &arr))
 		return 0; /* absent: empty */
 	if (!json_object_is_type(arr, json_type_array)) {
-		set_reason(reason, reason_len, "%s is not an array", key);
+		entra_set_reason(reason, reason_len, "%s is not an array", key);
 		return -EINVAL;
 	}
 	n = json_object_array_length(arr);
 	if (n > ENTRA_RBAC_MAX_PATTERNS) {
-		set_reason(reason, reason_len, "%s has %zu items (at most %d)", key, n,
+		entra_set_reason(reason, reason_len, "%s has %zu items (at most %d)", key, n,
 			   ENTRA_RBAC_MAX_PATTERNS);
 		return -E2BIG;
 	}
@@ -303,13 +291,13 @@ static int parse_list(struct json_object *entry, const char *key, struct entra_r
 		size_t len;
 
 		if (!json_object_is_type(s, json_type_string)) {
-			set_reason(reason, reason_len, "%s[%zu] is not a string", key, i);
+			entra_set_reason(reason, reason_len, "%s[%zu] is not a string", key, i);
 			return -EINVAL;
 		}
 		v = json_object_get_string(s);
 		len = (size_t)json_object_get_string_len(s);
 		if (len == 0 || len > ENTRA_RBAC_MAX_ACTION || strlen(v) != len) {
-			set_reason(reason, reason_len, "%s[%zu] is empty, too long or holds a NUL",
+			entra_set_reason(reason, reason_len, "%s[%zu] is empty, too long or holds a NUL",
 				   key, i);
 			return -EINVAL;
 		}
@@ -328,7 +316,7 @@ static int parse_entry(struct json_object *obj, struct entra_rbac_entry *e, char
 	int rc;
 
 	if (!json_object_is_type(obj, json_type_object)) {
-		set_reason(reason, reason_len, "entry is not an object");
+		entra_set_reason(reason, reason_len, "entry is not an object");
 		return -EINVAL;
 	}
 	rc = parse_list(obj, "actions", &e->actions, reason, reason_len);
@@ -342,7 +330,7 @@ static int parse_entry(struct json_object *obj, struct entra_rbac_entry *e, char
 		return rc;
 	if (json_object_object_get_ex(obj, "condition", &cond) && cond != NULL) {
 		if (!json_object_is_type(cond, json_type_string)) {
-			set_reason(reason, reason_len, "condition is neither a string nor null");
+			entra_set_reason(reason, reason_len, "condition is neither a string nor null");
 			return -EINVAL;
 		}
 		e->conditional = json_object_get_string_len(cond) > 0;
@@ -365,24 +353,24 @@ int entra_rbac_parse_page(const char *json, size_t len, struct entra_rbac_permis
 		return -EINVAL;
 	root = entra_json_parse_ex(json, len, true, &why);
 	if (root == NULL) {
-		set_reason(reason, reason_len, "not a JSON object (%s)", why != NULL ? why : "?");
+		entra_set_reason(reason, reason_len, "not a JSON object (%s)", why != NULL ? why : "?");
 		return -EINVAL;
 	}
 	if (!json_object_object_get_ex(root, "value", &value) ||
 	    !json_object_is_type(value, json_type_array)) {
-		set_reason(reason, reason_len, "\"value\" missing or not an array");
+		entra_set_reason(reason, reason_len, "\"value\" missing or not an array");
 		rc = -EINVAL;
 		goto out;
 	}
 	if (json_object_object_get_ex(root, "nextLink", &nl) && nl != NULL) {
 		if (!json_object_is_type(nl, json_type_string)) {
-			set_reason(reason, reason_len, "\"nextLink\" is not a string");
+			entra_set_reason(reason, reason_len, "\"nextLink\" is not a string");
 			rc = -EINVAL;
 			goto out;
 		}
 		if (json_object_get_string_len(nl) > MAX_URL ||
 		    strlen(json_object_get_string(nl)) != (size_t)json_object_get_string_len(nl)) {
-			set_reason(reason, reason_len, "\"nextLink\" too long or holds a NUL");
+			entra_set_reason(reason, reason_len, "\"nextLink\" too long or holds a NUL");
 			rc = -EINVAL;
 			goto out;
 		}
@@ -396,7 +384,7 @@ int entra_rbac_parse_page(const char *json, size_t len, struct entra_rbac_permis
 	}
 	n = json_object_array_length(value);
 	if (n > ENTRA_RBAC_MAX_ENTRIES || out->count + n > ENTRA_RBAC_MAX_ENTRIES) {
-		set_reason(reason, reason_len, "more than %d permission entries",
+		entra_set_reason(reason, reason_len, "more than %d permission entries",
 			   ENTRA_RBAC_MAX_ENTRIES);
 		rc = -E2BIG;
 		goto out;
@@ -417,7 +405,7 @@ int entra_rbac_parse_page(const char *json, size_t len, struct entra_rbac_permis
 		out->count++; /* counted now, so that a failure frees its lists */
 		rc = parse_entry(json_object_array_get_idx(value, i), e, sub, sizeof(sub));
 		if (rc != 0) {
-			set_reason(reason, reason_len, "value[%zu]: %s", i,
+			entra_set_reason(reason, reason_len, "value[%zu]: %s", i,
 				   sub[0] != '\0' ? sub : "out of memory");
 			goto out;
 		}
@@ -741,30 +729,30 @@ enum entra_rbac_result entra_rbac_fetch_permissions(struct entra_http *http,
 	entra_buf_init(&auth, ENTRA_JWT_MAX_LEN + 64);
 	entra_buf_init(&url, MAX_URL + 1);
 	if (http == NULL || req == NULL || out == NULL) {
-		set_reason(reason, reason_len, "missing argument");
+		entra_set_reason(reason, reason_len, "missing argument");
 		result = ENTRA_RBAC_INVALID;
 		goto out;
 	}
 	base = arm_base(req->arm_url != NULL ? req->arm_url : ENTRA_RBAC_DEFAULT_ARM_URL);
 	if (base == NULL) {
-		set_reason(reason, reason_len, "ARM URL is not https://host[:port]");
+		entra_set_reason(reason, reason_len, "ARM URL is not https://host[:port]");
 		result = ENTRA_RBAC_INVALID;
 		goto out;
 	}
 	if (!entra_rbac_scope_is_valid(req->scope)) {
-		set_reason(reason, reason_len, "scope is not an ARM resource id /subscriptions/<guid>/...");
+		entra_set_reason(reason, reason_len, "scope is not an ARM resource id /subscriptions/<guid>/...");
 		result = ENTRA_RBAC_INVALID;
 		goto out;
 	}
 	if (!token_ok(req->access_token)) {
-		set_reason(reason, reason_len, "no usable access token");
+		entra_set_reason(reason, reason_len, "no usable access token");
 		result = ENTRA_RBAC_INVALID;
 		goto out;
 	}
 	if (entra_buf_printf(&auth, "Authorization: Bearer %s", req->access_token) != 0 ||
 	    entra_buf_printf(&url, "%s%s%s?api-version=%s", base, req->scope, PERMISSIONS_PATH,
 			     ENTRA_RBAC_API_VERSION) != 0) {
-		set_reason(reason, reason_len, "URL or header too long");
+		entra_set_reason(reason, reason_len, "URL or header too long");
 		result = ENTRA_RBAC_INVALID;
 		goto out;
 	}
@@ -781,7 +769,7 @@ enum entra_rbac_result entra_rbac_fetch_permissions(struct entra_http *http,
 
 		rc = entra_http_get(http, next != NULL ? next : url.data, headers, &resp);
 		if (rc != 0) {
-			set_reason(reason, reason_len, "ARM permissions request failed (page %d): %s",
+			entra_set_reason(reason, reason_len, "ARM permissions request failed (page %d): %s",
 				   page, strerror(-rc));
 			entra_http_response_free(&resp);
 			result = rc == -E2BIG ? ENTRA_RBAC_MALFORMED : ENTRA_RBAC_UNAVAILABLE;
@@ -793,7 +781,7 @@ enum entra_rbac_result entra_rbac_fetch_permissions(struct entra_http *http,
 
 			rc = entra_rbac_parse_claims_challenge(resp.www_authenticate, &c);
 			if (rc == 0) {
-				set_reason(reason, reason_len,
+				entra_set_reason(reason, reason_len,
 					   "ARM asks for more claims (401 insufficient_claims): a new sign-in is needed");
 				if (claims != NULL)
 					*claims = c;
@@ -801,7 +789,7 @@ enum entra_rbac_result entra_rbac_fetch_permissions(struct entra_http *http,
 					free(c);
 				result = ENTRA_RBAC_CHALLENGE;
 			} else {
-				set_reason(reason, reason_len, "ARM rejected the access token (401%s%s%s)",
+				entra_set_reason(reason, reason_len, "ARM rejected the access token (401%s%s%s)",
 					   code[0] ? " " : "", code,
 					   rc == -EINVAL ? ", unusable claims challenge" : "");
 				result = ENTRA_RBAC_UNAUTHORIZED;
@@ -810,14 +798,14 @@ enum entra_rbac_result entra_rbac_fetch_permissions(struct entra_http *http,
 			goto out;
 		}
 		if (resp.status == 403) {
-			set_reason(reason, reason_len, "no permissions at this scope (403%s%s)",
+			entra_set_reason(reason, reason_len, "no permissions at this scope (403%s%s)",
 				   code[0] ? " " : "", code);
 			entra_http_response_free(&resp);
 			result = ENTRA_RBAC_FORBIDDEN;
 			goto out;
 		}
 		if (resp.status != 200) {
-			set_reason(reason, reason_len, "ARM answered HTTP %ld%s%s (page %d)", resp.status,
+			entra_set_reason(reason, reason_len, "ARM answered HTTP %ld%s%s (page %d)", resp.status,
 				   code[0] ? " " : "", code, page);
 			entra_http_response_free(&resp);
 			result = ENTRA_RBAC_UNAVAILABLE;
@@ -829,30 +817,30 @@ enum entra_rbac_result entra_rbac_fetch_permissions(struct entra_http *http,
 					   out, &next, why, sizeof(why));
 		entra_http_response_free(&resp);
 		if (rc == -ENOMEM) {
-			set_reason(reason, reason_len, "out of memory");
+			entra_set_reason(reason, reason_len, "out of memory");
 			result = ENTRA_RBAC_UNAVAILABLE;
 			goto out;
 		}
 		if (rc != 0) {
-			set_reason(reason, reason_len, "unparsable permissions (page %d): %s", page, why);
+			entra_set_reason(reason, reason_len, "unparsable permissions (page %d): %s", page, why);
 			result = ENTRA_RBAC_MALFORMED;
 			goto out;
 		}
 		if (next == NULL)
 			break;
 		if (!entra_rbac_next_link_ok(base, next)) {
-			set_reason(reason, reason_len,
+			entra_set_reason(reason, reason_len,
 				   "nextLink on page %d is not an https URL on the ARM host: refused", page);
 			result = ENTRA_RBAC_MALFORMED;
 			goto out;
 		}
 		if (page >= max_pages) {
-			set_reason(reason, reason_len, "more than %d pages of permissions", max_pages);
+			entra_set_reason(reason, reason_len, "more than %d pages of permissions", max_pages);
 			result = ENTRA_RBAC_MALFORMED;
 			goto out;
 		}
 	}
-	set_reason(reason, reason_len, "%zu permission entr%s in %d page%s", out->count,
+	entra_set_reason(reason, reason_len, "%zu permission entr%s in %d page%s", out->count,
 		   out->count == 1 ? "y" : "ies", page, page == 1 ? "" : "s");
 	result = ENTRA_RBAC_OK;
 out:
@@ -1026,7 +1014,7 @@ int entra_rbac_cache_load(const char *cache_dir, const char *oid, const char *bi
 		goto out;
 	decision->login_allowed = login;
 	decision->admin = admin;
-	set_reason(decision->reason, sizeof(decision->reason),
+	entra_set_reason(decision->reason, sizeof(decision->reason),
 		   "cached decision (%lld s old, %lld s left): login %s, admin %s",
 		   (long long)(now - created), (long long)(expires - now), login ? "yes" : "no",
 		   admin ? "yes" : "no");
@@ -1114,14 +1102,14 @@ entra_rbac_check_access_token_claims(const char *token, const struct entra_jwks 
 		*jwt_status = ENTRA_JWT_MALFORMED;
 	if (token == NULL || jwks == NULL || expect == NULL || expect->tenant_id == NULL ||
 	    !entra_is_guid(expect->tenant_id)) {
-		set_reason(reason, reason_len, "ARM token check: missing token, keys or tenant GUID");
+		entra_set_reason(reason, reason_len, "ARM token check: missing token, keys or tenant GUID");
 		return ENTRA_RBAC_TOKEN_INVALID;
 	}
 	snprintf(issuer, sizeof(issuer), "https://sts.windows.net/%s/", expect->tenant_id);
 	/* A view of the keys without their v2.0 issuer restriction. */
 	view.keys = calloc(jwks->count ? jwks->count : 1, sizeof(*view.keys));
 	if (view.keys == NULL) {
-		set_reason(reason, reason_len, "out of memory");
+		entra_set_reason(reason, reason_len, "out of memory");
 		return ENTRA_RBAC_TOKEN_INVALID;
 	}
 	view.count = jwks->count;
@@ -1142,18 +1130,18 @@ entra_rbac_check_access_token_claims(const char *token, const struct entra_jwks 
 	if (jwt_status != NULL)
 		*jwt_status = st;
 	if (st != ENTRA_JWT_OK) {
-		set_reason(reason, reason_len, "ARM access token rejected: %s: %s",
+		entra_set_reason(reason, reason_len, "ARM access token rejected: %s: %s",
 			   entra_jwt_status_str(st), why);
 		return ENTRA_RBAC_TOKEN_INVALID;
 	}
 	oid = entra_json_get_string(claims, "oid");
 	if (expect->oid != NULL && !entra_streq_nocase(oid, expect->oid)) {
-		set_reason(reason, reason_len, "ARM access token is for another person (oid differs)");
+		entra_set_reason(reason, reason_len, "ARM access token is for another person (oid differs)");
 		res = ENTRA_RBAC_TOKEN_OTHER_USER;
 		goto out;
 	}
 	if (expect->require_mfa && !array_contains(claims, "amr", "mfa")) {
-		set_reason(reason, reason_len,
+		entra_set_reason(reason, reason_len,
 			   "multi-factor authentication required: the token's amr %s \"mfa\"",
 			   entra_json_get_string_array(claims, "amr") != NULL ? "lacks" :
 			   "is missing, so it lacks");
@@ -1162,7 +1150,7 @@ entra_rbac_check_access_token_claims(const char *token, const struct entra_jwks 
 	}
 	if (expect->required_acrs != NULL && expect->required_acrs[0] != '\0' &&
 	    !array_contains(claims, "acrs", expect->required_acrs)) {
-		set_reason(reason, reason_len,
+		entra_set_reason(reason, reason_len,
 			   "authentication context \"%.32s\" required: the token's acrs %s it",
 			   expect->required_acrs,
 			   entra_json_get_string_array(claims, "acrs") != NULL ? "lacks" :
@@ -1170,7 +1158,7 @@ entra_rbac_check_access_token_claims(const char *token, const struct entra_jwks 
 		res = ENTRA_RBAC_TOKEN_NO_ACRS;
 		goto out;
 	}
-	set_reason(reason, reason_len, "ARM access token valid%s%s%s",
+	entra_set_reason(reason, reason_len, "ARM access token valid%s%s%s",
 		   expect->require_mfa ? ", mfa" : "",
 		   expect->required_acrs != NULL && expect->required_acrs[0] ? ", acrs " : "",
 		   expect->required_acrs != NULL && expect->required_acrs[0] ? expect->required_acrs : "");

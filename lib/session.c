@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <dirent.h>
 #include <unistd.h>
@@ -27,18 +26,7 @@
 
 int entra_session_new_id(char id[ENTRA_SESSION_ID_LEN + 1])
 {
-	unsigned char raw[ENTRA_SESSION_ID_LEN / 2];
-	static const char hex[] = "0123456789abcdef";
-
-	if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw))
-		return -EIO;
-	for (size_t i = 0; i < sizeof(raw); i++) {
-		id[2 * i] = hex[raw[i] >> 4];
-		id[2 * i + 1] = hex[raw[i] & 0xf];
-	}
-	id[ENTRA_SESSION_ID_LEN] = '\0';
-	explicit_bzero(raw, sizeof(raw));
-	return 0;
+	return entra_random_hex(id, ENTRA_SESSION_ID_LEN);
 }
 
 bool entra_session_id_is_valid(const char *id)

@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -22,18 +21,7 @@
 
 int entra_tokend_new_secret(char out[ENTRA_TOKEND_SECRET_LEN + 1])
 {
-	unsigned char raw[ENTRA_TOKEND_SECRET_LEN / 2];
-	static const char hex[] = "0123456789abcdef";
-
-	if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw))
-		return -EIO;
-	for (size_t i = 0; i < sizeof(raw); i++) {
-		out[2 * i] = hex[raw[i] >> 4];
-		out[2 * i + 1] = hex[raw[i] & 0xf];
-	}
-	out[ENTRA_TOKEND_SECRET_LEN] = '\0';
-	explicit_bzero(raw, sizeof(raw));
-	return 0;
+	return entra_random_hex(out, ENTRA_TOKEND_SECRET_LEN);
 }
 
 int entra_tokend_endpoint(const struct entra_config *cfg, char *out, size_t len)

@@ -22,6 +22,7 @@
 
 #include "buf.h"
 #include "fsutil.h"
+#include "log.h"
 #include "names.h"
 
 #define UDB_MAGIC "ENTRAUDB"
@@ -76,19 +77,6 @@ struct entra_userdb {
 	const char *strings;
 };
 
-static void set_reason(char *reason, size_t len, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void set_reason(char *reason, size_t len, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (reason == NULL || len == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(reason, len, fmt, ap);
-	va_end(ap);
-}
 
 /* ---- hashing ---------------------------------------------------------- */
 
@@ -270,22 +258,22 @@ static int validate(struct entra_userdb *db, char *reason, size_t rlen)
 	size_t size = db->size;
 
 	if (memcmp(h->magic, UDB_MAGIC, 8) != 0) {
-		set_reason(reason, rlen, "not a user database (bad magic)");
+		entra_set_reason(reason, rlen, "not a user database (bad magic)");
 		return -EBADMSG;
 	}
 	if (h->version != UDB_VERSION || h->header_size != sizeof(*h)) {
-		set_reason(reason, rlen, "unsupported database version %u", h->version);
+		entra_set_reason(reason, rlen, "unsupported database version %u", h->version);
 		return -EBADMSG;
 	}
 	if (h->file_size != size) {
-		set_reason(reason, rlen, "truncated or extended: header says %llu bytes, file has %zu",
+		entra_set_reason(reason, rlen, "truncated or extended: header says %llu bytes, file has %zu",
 			   (unsigned long long)h->file_size, size);
 		return -EBADMSG;
 	}
 	if (h->n_users > ENTRA_USERDB_MAX_USERS || h->n_admins > h->n_users ||
 	    h->n_domains > UDB_MAX_LIST || h->n_local_users > UDB_MAX_LIST ||
 	    !slots_ok(h->name_slots, h->n_users) || !slots_ok(h->uid_slots, h->n_users)) {
-		set_reason(reason, rlen, "bad counts in header");
+		entra_set_reason(reason, rlen, "bad counts in header");
 		return -EBADMSG;
 	}
 	if (!range_ok(h->records_off, h->n_users, sizeof(struct udb_record), size) ||
@@ -295,11 +283,11 @@ static int validate(struct entra_userdb *db, char *reason, size_t rlen)
 	    !range_ok(h->lists_off, (uint64_t)h->n_domains + h->n_local_users, sizeof(struct udb_str), size) ||
 	    !range_ok(h->strings_off, h->strings_size, 1, size) || h->strings_size == 0 ||
 	    h->strings_size > UINT32_MAX) {
-		set_reason(reason, rlen, "section outside the file");
+		entra_set_reason(reason, rlen, "section outside the file");
 		return -EBADMSG;
 	}
 	if (file_checksum(db->base, size) != h->checksum) {
-		set_reason(reason, rlen, "checksum mismatch (corrupt file)");
+		entra_set_reason(reason, rlen, "checksum mismatch (corrupt file)");
 		return -EBADMSG;
 	}
 
@@ -311,18 +299,18 @@ static int validate(struct entra_userdb *db, char *reason, size_t rlen)
 	db->strings = (const char *)(db->base + h->strings_off);
 
 	if (db->strings[h->strings_size - 1] != '\0') {
-		set_reason(reason, rlen, "string table not terminated");
+		entra_set_reason(reason, rlen, "string table not terminated");
 		return -EBADMSG;
 	}
 	if (h->mapping > ENTRA_USERDB_MAP_LOCALPART || h->uid_min == 0 || h->uid_min > h->uid_max ||
 	    h->admin_gid == 0 || !name_ok(db, h->admin_group) ||
 	    !field_ok(db, h->home_template, true) || !field_ok(db, h->shell, true)) {
-		set_reason(reason, rlen, "bad rules in header");
+		entra_set_reason(reason, rlen, "bad rules in header");
 		return -EBADMSG;
 	}
 	for (uint32_t i = 0; i < h->n_domains + h->n_local_users; i++) {
 		if (!name_ok(db, db->lists[i])) {
-			set_reason(reason, rlen, "bad domain or local user list");
+			entra_set_reason(reason, rlen, "bad domain or local user list");
 			return -EBADMSG;
 		}
 	}
@@ -334,25 +322,25 @@ static int validate(struct entra_userdb *db, char *reason, size_t rlen)
 		    !guid_or_empty(db, r->object_id) || !field_ok(db, r->tenant_id, false) ||
 		    !field_ok(db, r->gecos, false) || !field_ok(db, r->home, true) ||
 		    !field_ok(db, r->shell, true)) {
-			set_reason(reason, rlen, "bad user record %u", i);
+			entra_set_reason(reason, rlen, "bad user record %u", i);
 			return -EBADMSG;
 		}
 	}
 	for (uint32_t i = 0; i < h->name_slots; i++) {
 		if (db->name_index[i] > h->n_users) {
-			set_reason(reason, rlen, "bad name index");
+			entra_set_reason(reason, rlen, "bad name index");
 			return -EBADMSG;
 		}
 	}
 	for (uint32_t i = 0; i < h->uid_slots; i++) {
 		if (db->uid_index[i] > h->n_users) {
-			set_reason(reason, rlen, "bad uid index");
+			entra_set_reason(reason, rlen, "bad uid index");
 			return -EBADMSG;
 		}
 	}
 	for (uint32_t i = 0; i < h->n_admins; i++) {
 		if (db->admins[i] >= h->n_users || !(db->records[db->admins[i]].flags & UDB_FLAG_ADMIN)) {
-			set_reason(reason, rlen, "bad admin list");
+			entra_set_reason(reason, rlen, "bad admin list");
 			return -EBADMSG;
 		}
 	}
@@ -372,24 +360,24 @@ int entra_userdb_open_fd(int fd, struct entra_userdb **out, char *reason, size_t
 	if (fstat(fd, &st) != 0)
 		return -errno;
 	if (!S_ISREG(st.st_mode)) {
-		set_reason(reason, rlen, "not a regular file");
+		entra_set_reason(reason, rlen, "not a regular file");
 		return -EBADMSG;
 	}
 	if (st.st_uid != 0 && st.st_uid != geteuid()) {
-		set_reason(reason, rlen, "owned by uid %u, not root", (unsigned)st.st_uid);
+		entra_set_reason(reason, rlen, "owned by uid %u, not root", (unsigned)st.st_uid);
 		return -EPERM;
 	}
 	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
-		set_reason(reason, rlen, "writable by group or others (mode %04o)",
+		entra_set_reason(reason, rlen, "writable by group or others (mode %04o)",
 			   (unsigned)(st.st_mode & 07777));
 		return -EACCES;
 	}
 	if ((uint64_t)st.st_size > ENTRA_USERDB_MAX_SIZE) {
-		set_reason(reason, rlen, "larger than %lu bytes", ENTRA_USERDB_MAX_SIZE);
+		entra_set_reason(reason, rlen, "larger than %lu bytes", ENTRA_USERDB_MAX_SIZE);
 		return -EFBIG;
 	}
 	if ((size_t)st.st_size < sizeof(struct udb_header)) {
-		set_reason(reason, rlen, "truncated (%lld bytes)", (long long)st.st_size);
+		entra_set_reason(reason, rlen, "truncated (%lld bytes)", (long long)st.st_size);
 		return -EBADMSG;
 	}
 	map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
@@ -432,7 +420,7 @@ int entra_userdb_open(const char *db_dir, struct entra_userdb **out, char *reaso
 	*out = NULL;
 	fd = open_db_file(db_dir, O_RDONLY);
 	if (fd < 0) {
-		set_reason(reason, rlen, "cannot open %s/%s: %s", db_dir, ENTRA_USERDB_FILE, strerror(-fd));
+		entra_set_reason(reason, rlen, "cannot open %s/%s: %s", db_dir, ENTRA_USERDB_FILE, strerror(-fd));
 		return fd;
 	}
 	rc = entra_userdb_open_fd(fd, out, reason, rlen);
@@ -916,45 +904,45 @@ static bool template_ok(const char *t)
 int entra_userdb_rules_check(const struct entra_userdb_rules *r, char *reason, size_t rlen)
 {
 	if (r->mapping > ENTRA_USERDB_MAP_LOCALPART) {
-		set_reason(reason, rlen, "unknown user mapping");
+		entra_set_reason(reason, rlen, "unknown user mapping");
 		return -EINVAL;
 	}
 	if (r->uid_min < 1000 || r->uid_min > r->uid_max || r->uid_max >= UINT32_MAX - 1) {
-		set_reason(reason, rlen, "uid range %u-%u: must lie within 1000-4294967293",
+		entra_set_reason(reason, rlen, "uid range %u-%u: must lie within 1000-4294967293",
 			   r->uid_min, r->uid_max);
 		return -EINVAL;
 	}
 	if (r->admin_gid == 0 || (r->admin_gid >= r->uid_min && r->admin_gid <= r->uid_max)) {
-		set_reason(reason, rlen, "admin_gid %u must be non-zero and outside the uid range",
+		entra_set_reason(reason, rlen, "admin_gid %u must be non-zero and outside the uid range",
 			   r->admin_gid);
 		return -EINVAL;
 	}
 	if (!entra_name_is_valid(r->admin_group)) {
-		set_reason(reason, rlen, "admin group name is not valid");
+		entra_set_reason(reason, rlen, "admin group name is not valid");
 		return -EINVAL;
 	}
 	if (!template_ok(r->home_template)) {
-		set_reason(reason, rlen, "home template must be an absolute path using only %%u, %%U, %%%%");
+		entra_set_reason(reason, rlen, "home template must be an absolute path using only %%u, %%U, %%%%");
 		return -EINVAL;
 	}
 	if (r->shell == NULL || r->shell[0] != '/' || !entra_value_is_safe(r->shell, 256) ||
 	    strchr(r->shell, ':') != NULL) {
-		set_reason(reason, rlen, "shell must be an absolute path");
+		entra_set_reason(reason, rlen, "shell must be an absolute path");
 		return -EINVAL;
 	}
 	if (r->n_allowed_domains > UDB_MAX_LIST || r->n_local_users > UDB_MAX_LIST) {
-		set_reason(reason, rlen, "too many domains or local users");
+		entra_set_reason(reason, rlen, "too many domains or local users");
 		return -EINVAL;
 	}
 	for (size_t i = 0; i < r->n_allowed_domains; i++) {
 		if (!entra_name_is_valid(r->allowed_domains[i]) || strchr(r->allowed_domains[i], '@')) {
-			set_reason(reason, rlen, "allowed domain '%s' is not valid", r->allowed_domains[i]);
+			entra_set_reason(reason, rlen, "allowed domain '%s' is not valid", r->allowed_domains[i]);
 			return -EINVAL;
 		}
 	}
 	for (size_t i = 0; i < r->n_local_users; i++) {
 		if (!entra_name_is_valid(r->local_users[i])) {
-			set_reason(reason, rlen, "local user '%s' is not valid", r->local_users[i]);
+			entra_set_reason(reason, rlen, "local user '%s' is not valid", r->local_users[i]);
 			return -EINVAL;
 		}
 	}
@@ -1376,20 +1364,20 @@ static int txn_begin(const struct entra_userdb_writer *w, struct txn *t, char *r
 	t->dirfd = entra_dir_open_or_create(w->db_dir, 0755, geteuid(), getegid());
 	if (t->dirfd < 0) {
 		rc = t->dirfd;
-		set_reason(reason, rlen, "database directory %s: %s", w->db_dir, strerror(-rc));
+		entra_set_reason(reason, rlen, "database directory %s: %s", w->db_dir, strerror(-rc));
 		return rc;
 	}
 	t->lockfd = openat(t->dirfd, ENTRA_USERDB_LOCK, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY,
 			   0600);
 	if (t->lockfd < 0) {
 		rc = -errno;
-		set_reason(reason, rlen, "lock file: %s", strerror(-rc));
+		entra_set_reason(reason, rlen, "lock file: %s", strerror(-rc));
 		return rc;
 	}
 	while (flock(t->lockfd, LOCK_EX) != 0) {
 		if (errno != EINTR) {
 			rc = -errno;
-			set_reason(reason, rlen, "lock: %s", strerror(-rc));
+			entra_set_reason(reason, rlen, "lock: %s", strerror(-rc));
 			return rc;
 		}
 	}
@@ -1398,7 +1386,7 @@ static int txn_begin(const struct entra_userdb_writer *w, struct txn *t, char *r
 		rc = -errno;
 		if (rc == -ENOENT)
 			return 0; /* a new database */
-		set_reason(reason, rlen, "cannot open the database: %s", strerror(-rc));
+		entra_set_reason(reason, rlen, "cannot open the database: %s", strerror(-rc));
 		return rc;
 	}
 	rc = entra_userdb_open_fd(t->oldfd, &db, reason, rlen);
@@ -1420,13 +1408,13 @@ static int txn_commit(const struct entra_userdb_writer *w, struct txn *t, char *
 
 	rc = serialise(&t->set, w->rules, t->set.generation + 1, &img, &len);
 	if (rc != 0) {
-		set_reason(reason, rlen, "cannot build the database: %s", strerror(-rc));
+		entra_set_reason(reason, rlen, "cannot build the database: %s", strerror(-rc));
 		return rc;
 	}
 	rc = entra_write_file_atomic(t->dirfd, ENTRA_USERDB_FILE, img, len, 0644, geteuid(), getegid());
 	free(img);
 	if (rc != 0) {
-		set_reason(reason, rlen, "cannot write the database: %s", strerror(-rc));
+		entra_set_reason(reason, rlen, "cannot write the database: %s", strerror(-rc));
 		return rc;
 	}
 	/* The new file is in place: tell readers of the old one. */
@@ -1560,20 +1548,20 @@ static int apply_login(const struct entra_userdb_writer *w, struct wset *set,
 	int rc;
 
 	if (!entra_name_is_valid(l->name)) {
-		set_reason(reason, rlen, "invalid user name");
+		entra_set_reason(reason, rlen, "invalid user name");
 		return -EINVAL;
 	}
 	if (oid[0] != '\0' && !entra_is_guid(oid)) {
-		set_reason(reason, rlen, "object id of %s is not a GUID", l->name);
+		entra_set_reason(reason, rlen, "object id of %s is not a GUID", l->name);
 		return -EINVAL;
 	}
 	if (tenant[0] != '\0' && !entra_is_guid(tenant)) {
-		set_reason(reason, rlen, "tenant id of %s is not a GUID", l->name);
+		entra_set_reason(reason, rlen, "tenant id of %s is not a GUID", l->name);
 		return -EINVAL;
 	}
 	if (entra_streq_nocase(l->name, rules->admin_group) ||
 	    list_contains(rules->local_users, rules->n_local_users, l->name)) {
-		set_reason(reason, rlen, "%s is reserved (admin group or local user)", l->name);
+		entra_set_reason(reason, rlen, "%s is reserved (admin group or local user)", l->name);
 		return -EEXIST;
 	}
 	by_name = wset_find_name(set, l->name);
@@ -1581,18 +1569,18 @@ static int apply_login(const struct entra_userdb_writer *w, struct wset *set,
 		by_oid = wset_find_oid(set, oid);
 
 	if (by_name >= 0 && by_oid < 0 && set->v[by_name].oid[0] != '\0' && oid[0] != '\0') {
-		set_reason(reason, rlen, "%s is bound to object id %s, refused for object id %s",
+		entra_set_reason(reason, rlen, "%s is bound to object id %s, refused for object id %s",
 			   set->v[by_name].name, set->v[by_name].oid, oid);
 		return -EEXIST;
 	}
 	if (by_oid >= 0 && by_name >= 0 && by_oid != by_name) {
-		set_reason(reason, rlen, "%s is bound to object id %s; object id %s (now %s) cannot take it",
+		entra_set_reason(reason, rlen, "%s is bound to object id %s; object id %s (now %s) cannot take it",
 			   set->v[by_name].name, set->v[by_name].oid[0] ? set->v[by_name].oid : "(none)", oid,
 			   set->v[by_oid].name);
 		return -EEXIST;
 	}
 	if (by_name < 0 && sys->name_taken(l->name, rules->uid_min, rules->uid_max, sys->data)) {
-		set_reason(reason, rlen, "%s is the name of an existing account outside the Entra range",
+		entra_set_reason(reason, rlen, "%s is the name of an existing account outside the Entra range",
 			   l->name);
 		return -EEXIST;
 	}
@@ -1668,13 +1656,13 @@ static int apply_login(const struct entra_userdb_writer *w, struct wset *set,
 					   writer_uid_taken, &probe, &nu.uid);
 		if (rc != 0) {
 			free(gecos);
-			set_reason(reason, rlen, "no free uid left in %u-%u", rules->uid_min, rules->uid_max);
+			entra_set_reason(reason, rlen, "no free uid left in %u-%u", rules->uid_min, rules->uid_max);
 			return rc;
 		}
 		rc = expand_home(rules->home_template, l->name, nu.uid, home, sizeof(home));
 		if (rc != 0) {
 			free(gecos);
-			set_reason(reason, rlen, "home directory path too long");
+			entra_set_reason(reason, rlen, "home directory path too long");
 			return -EINVAL;
 		}
 		nu.name = strdup(l->name);
@@ -1719,7 +1707,7 @@ int entra_userdb_record_batch(const struct entra_userdb_writer *w, const struct 
 	/* Refuse a bad name before any file operation (even the lock file). */
 	for (size_t i = 0; i < n; i++) {
 		if (logins == NULL || !entra_name_is_valid(logins[i].name)) {
-			set_reason(reason, rlen, "invalid user name");
+			entra_set_reason(reason, rlen, "invalid user name");
 			return -EINVAL;
 		}
 	}
@@ -1757,7 +1745,7 @@ int entra_userdb_remove(const struct entra_userdb_writer *w, const char *key, ch
 	if (i < 0 && entra_name_is_valid(key))
 		i = wset_find_name(&t.set, key);
 	if (i < 0) {
-		set_reason(reason, rlen, "no such user: %s", key);
+		entra_set_reason(reason, rlen, "no such user: %s", key);
 		rc = -ENOENT;
 		goto done;
 	}

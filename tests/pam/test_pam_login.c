@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -717,25 +718,38 @@ static void test_service_session_without_identity(void **state)
 		pam_end(ph, PAM_SUCCESS);
 }
 
+static int no_conv(int n, const struct pam_message **msg, struct pam_response **resp, void *data)
+{
+	(void)n; (void)msg; (void)resp; (void)data;
+	return PAM_CONV_ERR;
+}
+
 static void test_service_sessions_single_flight(void **state)
 {
 	enum { N = 50 };
 	pid_t pids[N];
-	int ok = 0, status;
+	int ok = 0, status, gate[2], lock_fd;
+	char lock_path[400];
 
 	(void)state;
 	reset_fake();
+	snprintf(lock_path, sizeof(lock_path), "%s/burst.lock", H.dir);
+	lock_fd = open(lock_path, O_RDWR | O_CREAT, 0600);
+	assert_true(lock_fd >= 0);
+	assert_int_equal(pipe(gate), 0);
 	/* 50 concurrent session opens with a cold cache make one request. */
 	for (int i = 0; i < N; i++) {
 		pids[i] = fork();
 		assert_true(pids[i] >= 0);
 		if (pids[i] == 0) {
 			struct person p = { .action = PERSON_HANG_UP };
+			struct pam_conv conv = { no_conv, NULL };
 			struct pam_testcase cases[] = {
 				pam_test(PAMTEST_OPEN_SESSION, PAM_SUCCESS),
 				pam_test(PAMTEST_GETENVLIST, PAM_SUCCESS),
 			};
-			char log[400];
+			pam_handle_t *ph = NULL;
+			char log[400], c;
 			int fd;
 
 			/* Each child's log, printed by the parent if it fails. */
@@ -743,23 +757,25 @@ static void test_service_sessions_single_flight(void **state)
 			fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 			if (fd >= 0)
 				dup2(fd, 2);
-			enum pamtest_err err;
-
-			/* pam_wrapper (the test double) names its per-process
-			 * copy of the service directory /tmp/pam.<n> and can
-			 * collide when 50 processes start at once: pam_start
-			 * then fails before the module runs. Start again. */
-			for (int attempt = 0;; attempt++) {
-				err = _pamtest_conv("entra-svc-burst", "nobody", person_conv, &p, cases, 2, NULL);
-				if (err != PAMTEST_ERR_START || attempt == 4)
-					break;
-				usleep(10000 * (attempt + 1) + 1000 * (getpid() % 10));
+			/* pam_wrapper (the test double) sets itself up once per
+			 * process in a /tmp/pam.<n> directory it names racily:
+			 * let the children do that one at a time, then start
+			 * the session opens together. */
+			close(gate[1]);
+			if (flock(lock_fd, LOCK_EX) == 0) {
+				if (pam_start("entra-svc-burst", "nobody", &conv, &ph) == PAM_SUCCESS)
+					pam_end(ph, PAM_SUCCESS);
+				flock(lock_fd, LOCK_UN);
 			}
-			if (err != PAMTEST_ERR_OK)
+			while (read(gate[0], &c, 1) > 0)
+				;
+			if (_pamtest_conv("entra-svc-burst", "nobody", person_conv, &p, cases, 2, NULL) != PAMTEST_ERR_OK)
 				_exit(1);
 			_exit(env_get(cases[1].case_out.envlist, "ENTRA_TOKEN_FILE") != NULL ? 0 : 2);
 		}
 	}
+	close(gate[0]);
+	close(gate[1]); /* all children go */
 	for (int i = 0; i < N; i++) {
 		if (waitpid(pids[i], &status, 0) == pids[i] && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
 			ok++;
@@ -773,6 +789,7 @@ static void test_service_sessions_single_flight(void **state)
 				fprintf(stderr, "# (no log)\n");
 		}
 	}
+	close(lock_fd);
 	assert_int_equal(ok, N);
 	assert_int_equal(fake_count("imds"), 1);
 }
