@@ -22,6 +22,8 @@ real /etc, /lib, /home, /var and /run are never written.
     fake = start_fake(work)        the fake Entra (tests/fake/fakectl.py)
     sshd = Sshd(system)            /usr/sbin/sshd through a symlink named
                                    sshd-entra (PAM service sshd-entra)
+    Rig(with_tokend=True)          also entra-tokend on a free loopback port,
+                                   its socket in the module's run directory
     p = Person(fake); s = p.ssh(port, "alice@contoso.com")   pexpect
 """
 import json
@@ -613,6 +615,82 @@ class Sshd:
         self.logf.close()
 
 
+# ---- the token service ---------------------------------------------------------
+
+def tokend_config(port, socket_path):
+    """The config lines that point the module and the daemon at each other."""
+    return "tokend_port = %d\ntokend_socket = %s\n" % (port, socket_path)
+
+
+class Tokend:
+    """entra-tokend in the foreground with the rig's config (started as the
+    namespace's init's child, so it dies with the namespace)."""
+
+    def __init__(self, system, builddir=None):
+        b = builddir or BUILDDIR
+        self.binary = os.path.join(b, "tools", "entra-tokend")
+        if not os.access(self.binary, os.X_OK):
+            raise RigError("entra-tokend not built (%s)" % self.binary)
+        self.socket = system.tokend_socket
+        self.port = system.tokend_port
+        self.log = os.path.join(system.work, "tokend.log")
+        # The socket lives in the module's run directory: create it as
+        # the module would (root's, 0755) so that both trust it.
+        os.makedirs(system.run_dir, mode=0o755, exist_ok=True)
+        os.chmod(system.run_dir, 0o755)
+        self.logf = open(self.log, "ab")
+        self.proc = subprocess.Popen([self.binary, "--foreground", "--config", system.conf],
+                                     stdin=subprocess.DEVNULL, stdout=self.logf, stderr=self.logf)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RigError("entra-tokend exited (%d): %s" % (self.proc.returncode, self.log_text()[-2000:]))
+            try:
+                if self.call({"op": "list"}).get("ok"):
+                    return
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.02)
+        raise RigError("entra-tokend did not answer on %s" % self.socket)
+
+    def call(self, msg):
+        """One request on the root-only registration socket."""
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(5)
+        try:
+            s.connect(self.socket)
+            s.sendall(json.dumps(msg).encode() + b"\n")
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        finally:
+            s.close()
+        return json.loads(data)
+
+    def sessions(self):
+        return self.call({"op": "list"}).get("sessions", [])
+
+    def endpoint(self):
+        return "http://127.0.0.1:%d/oauth2/token" % self.port
+
+    def log_text(self):
+        with open(self.log, errors="replace") as f:
+            return f.read()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.logf.close()
+
+
 # ---- the person --------------------------------------------------------------------
 
 CODE_RE = re.compile(r"enter the code ([A-Z0-9]+)")
@@ -829,14 +907,20 @@ def cleanup_work(d):
 class Rig:
     """System + fake + sshd, torn down in reverse order."""
 
-    def __init__(self, with_sshd=True, config_extra=""):
+    def __init__(self, with_sshd=True, config_extra="", with_tokend=False):
         self.work = make_work()
-        self.fake = self.sshd = None
+        self.fake = self.sshd = self.tokend = None
         try:
             self.system = System(self.work, config_extra=config_extra)
+            if with_tokend:
+                self.system.tokend_port = free_port()
+                self.system.tokend_socket = os.path.join(self.system.run_dir, "tokend.sock")
+                self.system.config_extra += tokend_config(self.system.tokend_port, self.system.tokend_socket)
             self.fake = start_fake(self.work)
             self.system.install(self.fake)
             self.person = Person(self.fake)
+            if with_tokend:
+                self.tokend = Tokend(self.system)
             if with_sshd:
                 self.sshd = Sshd(self.system)
         except Exception:
@@ -852,6 +936,8 @@ class Rig:
     def close(self):
         if self.sshd is not None:
             self.sshd.stop()
+        if self.tokend is not None:
+            self.tokend.stop()
         if self.fake is not None:
             self.fake.stop()
         reap_orphans()
