@@ -5,7 +5,9 @@ EXTRA_DIST += \
 	tests/tokend/tokendlib.py \
 	tests/tokend/tokend_client.py \
 	tests/tokend/test_tokend.py \
-	tests/tokend/test_tokend_sdk.py
+	tests/tokend/test_tokend_sdk.py \
+	tests/tokend/standin/pydash/__init__.py \
+	tests/tokend/standin/pydash/objects.py
 check_PROGRAMS += tests/tokend/test_tokend_unit
 TESTS += tests/tokend/test_tokend_unit
 tests_tokend_test_tokend_unit_SOURCES = tests/tokend/test_tokend_unit.c
