@@ -470,20 +470,23 @@ static const char *service_client_id(const struct entra_config *cfg, const char 
 	return cfg->service_client_id;
 }
 
-/* A string claim of a managed-identity token, for the session's
+/* The tid and oid of a managed-identity token, for the session's
  * description only (the token is the endpoint's, not ours to verify). */
-static char *unverified_claim(const char *token, const char *name)
+static void describe_token(const char *token, char **tenant, char **object_id)
 {
 	struct json_object *claims = entra_jwt_decode_unverified(token), *v;
-	char *out = NULL;
 
+	*tenant = NULL;
+	*object_id = NULL;
 	if (claims == NULL)
-		return NULL;
-	if (json_object_object_get_ex(claims, name, &v) && json_object_is_type(v, json_type_string) &&
+		return;
+	if (json_object_object_get_ex(claims, "tid", &v) && json_object_is_type(v, json_type_string) &&
 	    entra_value_is_safe(json_object_get_string(v), 128))
-		out = strdup(json_object_get_string(v));
+		*tenant = strdup(json_object_get_string(v));
+	if (json_object_object_get_ex(claims, "oid", &v) && json_object_is_type(v, json_type_string) &&
+	    entra_value_is_safe(json_object_get_string(v), 128))
+		*object_id = strdup(json_object_get_string(v));
 	json_object_put(claims);
-	return out;
 }
 
 /* open_session for a local service account: a managed-identity token from
@@ -536,8 +539,7 @@ static int open_service_session(pam_handle_t *pamh, const struct module_state *s
 			goto out;
 		}
 	}
-	tenant = unverified_claim(tok.access_token, "tid");
-	object_id = unverified_claim(tok.access_token, "oid");
+	describe_token(tok.access_token, &tenant, &object_id);
 	req = (struct entra_session_request){
 		.user = user,
 		.uid = uid,
