@@ -55,10 +55,10 @@ static const char *shown(char *dst, const char *src)
 
 	if (src == NULL)
 		return "(null)";
-	for (; src[n] != '\0' && n < SHOWN_MAX; n++) {
+	for (; n < SHOWN_MAX && src[n] != '\0'; n++) {
 		unsigned char c = (unsigned char)src[n];
 
-		dst[n] = (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') ? '?' : (char)c;
+		dst[n] = (char)((c < 0x20 || c >= 0x7f || c == '"' || c == '\\') ? '?' : c);
 	}
 	if (src[n] != '\0') {
 		memcpy(dst + n, "...", 3);
