@@ -106,6 +106,7 @@ static const struct key_def keys[] = {
 	BOOL(require_mfa),
 	LIST(auth_context),
 	LIST(client_capabilities),
+	INT(sudo_reuse_window, 0, 3600),
 	BOOL(export_token),
 	BOOL(qr_code),
 	BOOL(debug),

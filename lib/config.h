@@ -104,6 +104,7 @@ struct entra_config {
 	bool require_mfa;       /* the ARM access token must carry "mfa" in amr */
 	struct entra_strlist auth_context;       /* "service:cN": authentication context per PAM service */
 	struct entra_strlist client_capabilities;/* sent as xms_cc, e.g. cp1 (continuous access evaluation) */
+	int sudo_reuse_window;  /* seconds sudo may reuse the session's login, default 0 = off */
 
 	/* session */
 	bool export_token;      /* put the raw access token in ENTRA_ACCESS_TOKEN, default false */

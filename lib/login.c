@@ -15,6 +15,8 @@
 #include "json.h"
 #include "oidc.h"
 #include "rbac.h"
+#include "session.h"
+#include "userdb.h"
 
 #define MSG_UNAVAILABLE "Microsoft Entra ID cannot be reached to sign you in. Try again in a few minutes; if it keeps failing, tell your administrator (details are in the system log)."
 #define MSG_NOT_VERIFIED "Your sign-in could not be verified, so this login was refused. Tell your administrator (details are in the system log)."
@@ -468,4 +470,170 @@ out:
 	if (status != ENTRA_LOGIN_OK)
 		entra_login_result_free(result);
 	return status;
+}
+
+static bool reuse_applies(const struct entra_config *cfg, const char *service, const char *session_id)
+{
+	return cfg->sudo_reuse_window > 0 && service != NULL && session_id != NULL &&
+	       (strcmp(service, "sudo") == 0 || strcmp(service, "sudo-i") == 0);
+}
+
+/* The user database must bind user to the session's uid and person: an id
+ * copied from another user's session, or a name re-bound since, fails. */
+static int reuse_check_account(const struct entra_config *cfg, const char *user,
+			       const struct entra_session_record *rec, char *why, size_t why_len)
+{
+	struct entra_userdb *db = NULL;
+	struct entra_userdb_user u;
+	char reason[256] = "";
+	int rc;
+
+	rc = entra_userdb_open(cfg->db_dir, &db, reason, sizeof(reason));
+	if (rc < 0) {
+		snprintf(why, why_len, "user database: %s", reason[0] ? reason : strerror(-rc));
+		return rc;
+	}
+	rc = entra_userdb_find_name(db, user, &u);
+	if (rc < 0 || u.synthetic) {
+		snprintf(why, why_len, "%s is not in the user database", user);
+		rc = -EPERM;
+	} else if (u.uid != rec->uid || strcmp(u.object_id, rec->object_id) != 0) {
+		snprintf(why, why_len, "the session is uid %lu's (object id %s), not %s's",
+			 (unsigned long)rec->uid, rec->object_id, user);
+		rc = -EPERM;
+	}
+	entra_userdb_close(db);
+	return rc;
+}
+
+/* The stored access token, verified now: signature with the tenant's keys
+ * (disk cache; fetched only when the cache is stale), times, audience,
+ * the same person, MFA and the service's authentication context. */
+static int reuse_check_token(const struct entra_config *cfg, const char *service,
+			     const struct entra_session_record *rec, const struct entra_log *log,
+			     time_t *expires_on, char *why, size_t why_len)
+{
+	struct entra_http_options http_opt = {
+		.ca_file = cfg->ca_file,
+		.timeout_ms = (long)cfg->http_timeout * 1000,
+		.proxy = cfg->https_proxy,
+	};
+	struct entra_rbac_token_expect expect = {
+		.tenant_id = rec->tenant_id,
+		.audience = cfg->arm_audience,
+		.oid = rec->object_id,
+		.require_mfa = cfg->require_mfa,
+		.required_acrs = required_auth_context(cfg, service),
+		.now = time(NULL),
+		.clock_skew = cfg->clock_skew,
+	};
+	enum entra_jwt_status jst = ENTRA_JWT_OK;
+	enum entra_rbac_token_result r;
+	struct json_object *claims = NULL;
+	struct entra_http *http;
+	struct entra_oidc oidc;
+	char reason[256] = "";
+	int64_t exp = 0;
+	int rc;
+
+	if (rec->tenant_id == NULL || !entra_is_guid(rec->tenant_id) ||
+	    (entra_is_guid(cfg->tenant) && !entra_streq_nocase(cfg->tenant, rec->tenant_id))) {
+		snprintf(why, why_len, "the session's tenant is not the configured one");
+		return -EPERM;
+	}
+	memset(&oidc, 0, sizeof(oidc));
+	http = entra_http_new(&http_opt, log);
+	if (http == NULL || entra_oidc_init(&oidc, cfg->authority, cfg->tenant, cfg->cache_dir) < 0) {
+		entra_http_free(http);
+		snprintf(why, why_len, "out of memory");
+		return -ENOMEM;
+	}
+	entra_http_set_deadline(http, entra_monotonic_ms() + (int64_t)cfg->http_timeout * 1000);
+	rc = entra_oidc_load(&oidc, http, log, time(NULL));
+	if (rc < 0) {
+		snprintf(why, why_len, "no signing keys for tenant %s: %s", cfg->tenant, strerror(-rc));
+		goto out;
+	}
+	r = entra_rbac_check_access_token_claims(rec->access_token, &oidc.jwks, &expect, &jst, &claims,
+						 reason, sizeof(reason));
+	if (r != ENTRA_RBAC_TOKEN_OK) {
+		snprintf(why, why_len, "the session's access token does not qualify: %s", reason);
+		rc = -EPERM;
+		goto out;
+	}
+	if (entra_json_get_int64(claims, "exp", &exp) < 0) {
+		snprintf(why, why_len, "the session's access token has no expiry");
+		rc = -EPERM;
+		goto out;
+	}
+	*expires_on = (time_t)exp;
+	rc = 0;
+out:
+	if (claims != NULL)
+		json_object_put(claims);
+	entra_oidc_free(&oidc);
+	entra_http_free(http);
+	return rc;
+}
+
+int entra_login_reuse(const struct entra_config *cfg, const char *user, const char *service,
+		      const char *session_id, const struct entra_log *log,
+		      struct entra_login_result *result, bool *admin)
+{
+	struct entra_session_record rec;
+	char why[384] = "";
+	time_t now = time(NULL), expires_on = 0;
+	int rc;
+
+	memset(result, 0, sizeof(*result));
+	*admin = false;
+	if (!reuse_applies(cfg, service, session_id))
+		return -ENOENT;
+	if (!entra_session_id_is_valid(session_id)) {
+		entra_log(log, LOG_INFO, "%s for %s: no reuse: ENTRA_SESSION_ID is not a session id", service, user);
+		return -EINVAL;
+	}
+	rc = entra_session_read_record(cfg, session_id, &rec);
+	if (rc < 0) {
+		entra_log(log, LOG_INFO, "%s for %s: no reuse: session %s has no login to reuse: %s",
+			  service, user, session_id, strerror(-rc));
+		return rc;
+	}
+	rc = -EPERM;
+	if (strcmp(rec.user, user) != 0)
+		snprintf(why, sizeof(why), "the session is not %s's", user);
+	else if (rec.login_time > now || now - rec.login_time > (time_t)cfg->sudo_reuse_window)
+		snprintf(why, sizeof(why), "its login is %lld s old, older than sudo_reuse_window (%d s)",
+			 (long long)(now - rec.login_time), cfg->sudo_reuse_window);
+	else if (reuse_check_account(cfg, user, &rec, why, sizeof(why)) < 0)
+		;
+	else if (reuse_check_token(cfg, service, &rec, log, &expires_on, why, sizeof(why)) < 0)
+		;
+	else
+		rc = 0;
+	if (rc == 0) {
+		result->identity.tenant_id = strdup(rec.tenant_id);
+		result->identity.object_id = strdup(rec.object_id);
+		result->identity.username = strdup(rec.upn);
+		result->tokens.access_token = strdup(rec.access_token);
+		result->tokens.expires_on = expires_on;
+		if (result->identity.tenant_id == NULL || result->identity.object_id == NULL ||
+		    result->identity.username == NULL || result->tokens.access_token == NULL) {
+			snprintf(why, sizeof(why), "out of memory");
+			rc = -ENOMEM;
+		} else if (!entra_identity_matches_account(cfg, &result->identity, user, why, sizeof(why))) {
+			rc = -EPERM;
+		}
+	}
+	if (rc < 0) {
+		entra_log(log, LOG_INFO, "%s for %s: no reuse of session %s: %s", service, user, session_id, why);
+		entra_login_result_free(result);
+		memset(result, 0, sizeof(*result));
+	} else {
+		*admin = rec.admin;
+		entra_log(log, LOG_NOTICE, "%s for %s: reused the login of session %s from %lld s ago (object id %s)",
+			  service, user, session_id, (long long)(now - rec.login_time), rec.object_id);
+	}
+	entra_session_record_free(&rec);
+	return rc;
 }

@@ -45,6 +45,21 @@ enum entra_login_status entra_login_authenticate(const struct entra_config *cfg,
 						 const struct entra_log *log,
 						 struct entra_login_result *result);
 
+/* sudo_reuse_window: may sudo (PAM service sudo or sudo-i) by user reuse
+ * the login of session_id (the caller's ENTRA_SESSION_ID) instead of a
+ * new device code? Only when the window is on, the session's private
+ * store entry is for user with the uid the user database binds to user
+ * and to the same object id, its login is younger than the window, and
+ * its access token verifies now against the tenant's (cached) keys for
+ * that person and satisfies require_mfa and the service's auth_context.
+ * Then result holds the identity (object id and tenant verified by the
+ * token) and the access token, *admin the login's stored decision, and 0
+ * is returned. Otherwise -errno, the reason logged at info (nothing
+ * logged when reuse does not apply): the caller signs in as usual. */
+int entra_login_reuse(const struct entra_config *cfg, const char *user, const char *service,
+		      const char *session_id, const struct entra_log *log,
+		      struct entra_login_result *result, bool *admin);
+
 /* Wipes the tokens and frees the identity. */
 void entra_login_result_free(struct entra_login_result *result);
 

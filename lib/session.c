@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,7 +120,7 @@ static int write_private_store(int run_fd, const char *session_id,
 	const char *text;
 	int priv_fd, rc;
 
-	if (req->refresh_token == NULL)
+	if (req->refresh_token == NULL && req->login_time == 0)
 		return 0;
 	priv_fd = entra_dir_open_or_create_at(run_fd, PRIVATE_DIR, 0700, 0, 0);
 	if (priv_fd < 0)
@@ -139,10 +140,18 @@ static int write_private_store(int run_fd, const char *session_id,
 	if (req->upn)
 		json_object_object_add(obj, "upn", json_object_new_string(req->upn));
 	json_object_object_add(obj, "resource", json_object_new_string(req->resource));
-	json_object_object_add(obj, "refresh_token", json_object_new_string(req->refresh_token));
+	if (req->refresh_token)
+		json_object_object_add(obj, "refresh_token", json_object_new_string(req->refresh_token));
+	if (req->login_time != 0) {
+		/* The login, for sudo_reuse_window: the access token is less
+		 * sensitive than the refresh token kept beside it. */
+		json_object_object_add(obj, "login_time", json_object_new_int64(req->login_time));
+		json_object_object_add(obj, "admin", json_object_new_boolean(req->admin));
+		json_object_object_add(obj, "access_token", json_object_new_string(req->access_token));
+	}
 	text = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 	rc = entra_write_file_atomic(priv_fd, session_id, text, strlen(text), 0600, 0, 0);
-	/* json-c's serialisation buffer holds the refresh token: wipe it. */
+	/* json-c's serialisation buffer holds the tokens: wipe it. */
 	explicit_bzero((char *)text, strlen(text));
 	json_object_put(obj);
 	close(priv_fd);
@@ -392,6 +401,8 @@ int entra_session_stash(const struct entra_config *cfg, const struct entra_sessi
 	json_add_string(obj, "resource", req->resource);
 	json_add_string(obj, "refresh_token", req->refresh_token);
 	json_add_string(obj, "home", home);
+	json_object_object_add(obj, "login_time", json_object_new_int64(req->login_time));
+	json_object_object_add(obj, "admin", json_object_new_boolean(req->admin));
 	json_object_object_add(obj, "created", json_object_new_int64(time(NULL)));
 	text = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 	snprintf(name, sizeof(name), PENDING_PREFIX "%s", handle);
@@ -425,13 +436,100 @@ static char *dup_member(struct json_object *obj, const char *key)
 	return v ? strdup(v) : NULL;
 }
 
+/* A boolean member that is present and true; anything else is false. */
+static bool get_true(struct json_object *obj, const char *key)
+{
+	struct json_object *v;
+
+	return json_object_object_get_ex(obj, key, &v) && json_object_is_type(v, json_type_boolean) &&
+	       json_object_get_boolean(v);
+}
+
+/* Wipe the parsed copies of the tokens, then put obj. */
+static void put_wiped(struct json_object *obj)
+{
+	static const char *const secrets[] = { "access_token", "refresh_token" };
+
+	if (obj == NULL)
+		return;
+	for (size_t i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++) {
+		const char *secret = entra_json_get_string(obj, secrets[i]);
+		if (secret != NULL)
+			explicit_bzero((char *)secret, strlen(secret));
+	}
+	json_object_put(obj);
+}
+
+#define PRIVATE_MAX_FILE (256 * 1024)
+
+void entra_session_record_free(struct entra_session_record *r)
+{
+	free(r->user);
+	free(r->tenant_id);
+	free(r->object_id);
+	free(r->upn);
+	entra_free_secret(r->access_token);
+	memset(r, 0, sizeof(*r));
+}
+
+int entra_session_read_record(const struct entra_config *cfg, const char *session_id,
+			      struct entra_session_record *out)
+{
+	struct entra_buf text;
+	struct json_object *obj;
+	int64_t uid, login_time;
+	int run_fd, priv_fd, rc;
+
+	memset(out, 0, sizeof(*out));
+	if (!entra_session_id_is_valid(session_id))
+		return -EINVAL;
+	run_fd = entra_dir_open_trusted(cfg->run_dir, 0);
+	if (run_fd < 0)
+		return run_fd;
+	priv_fd = openat(run_fd, PRIVATE_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	rc = priv_fd < 0 ? -errno : 0;
+	close(run_fd);
+	if (rc < 0)
+		return rc;
+	rc = entra_read_file_trusted(priv_fd, session_id, PRIVATE_MAX_FILE, 0, &text);
+	close(priv_fd);
+	if (rc < 0)
+		return rc;
+	obj = entra_json_parse_object(text.data, text.len);
+	entra_buf_free(&text);
+	if (obj == NULL || entra_json_get_int64(obj, "uid", &uid) < 0 || uid < 0 ||
+	    uid > (int64_t)UINT32_MAX) {
+		put_wiped(obj);
+		return -EBADMSG;
+	}
+	if (entra_json_get_int64(obj, "login_time", &login_time) < 0 || login_time <= 0) {
+		put_wiped(obj);
+		return -ENOENT; /* a session without a person's login to reuse */
+	}
+	out->uid = (uid_t)uid;
+	out->login_time = (time_t)login_time;
+	out->admin = get_true(obj, "admin");
+	out->user = dup_member(obj, "user");
+	out->tenant_id = dup_member(obj, "tenant_id");
+	out->object_id = dup_member(obj, "object_id");
+	out->upn = dup_member(obj, "upn");
+	out->access_token = dup_member(obj, "access_token");
+	put_wiped(obj);
+	if (out->user == NULL || out->object_id == NULL || out->upn == NULL ||
+	    out->access_token == NULL) {
+		entra_session_record_free(out);
+		return -EBADMSG;
+	}
+	return 0;
+}
+
 int entra_session_claim(const struct entra_config *cfg, const char *handle, const char *user,
 			struct entra_pending_login *out, const struct entra_log *log)
 {
 	char name[sizeof(PENDING_PREFIX) + ENTRA_SESSION_ID_LEN];
 	struct entra_buf text;
 	struct json_object *obj = NULL;
-	int64_t uid, gid, expires_on, created;
+	int64_t uid, gid, expires_on, created, login_time = 0;
 	int run_fd, priv_fd, rc;
 
 	memset(out, 0, sizeof(*out));
@@ -469,6 +567,8 @@ int entra_session_claim(const struct entra_config *cfg, const char *handle, cons
 		rc = -ETIMEDOUT;
 		goto out;
 	}
+	if (entra_json_get_int64(obj, "login_time", &login_time) < 0)
+		login_time = 0;
 	out->identity_kind = dup_member(obj, "identity_kind");
 	out->tenant_id = dup_member(obj, "tenant_id");
 	out->object_id = dup_member(obj, "object_id");
@@ -493,19 +593,12 @@ int entra_session_claim(const struct entra_config *cfg, const char *handle, cons
 		.expires_on = (time_t)expires_on,
 		.resource = out->resource,
 		.refresh_token = out->refresh_token,
+		.login_time = (time_t)login_time,
+		.admin = get_true(obj, "admin"),
 	};
 	rc = 0;
 out:
-	if (obj != NULL) {
-		/* The parsed object holds copies of the tokens. */
-		const char *secret = entra_json_get_string(obj, "access_token");
-		if (secret != NULL)
-			explicit_bzero((char *)secret, strlen(secret));
-		secret = entra_json_get_string(obj, "refresh_token");
-		if (secret != NULL)
-			explicit_bzero((char *)secret, strlen(secret));
-		json_object_put(obj);
-	}
+	put_wiped(obj); /* the parsed object holds copies of the tokens */
 	if (rc < 0)
 		entra_pending_login_free(out);
 	return rc;

@@ -26,6 +26,10 @@ struct entra_session_request {
 	time_t expires_on;
 	const char *resource;        /* what the access token is for */
 	const char *refresh_token;   /* NULL: none to keep */
+	/* A person's login, for sudo_reuse_window: when it was verified and
+	 * whether it made an admin. login_time 0: nothing to reuse. */
+	time_t login_time;
+	bool admin;
 };
 
 /* Environment variables to set, "NAME=value", NULL-terminated. */
@@ -38,7 +42,8 @@ struct entra_session_env {
 int entra_session_new_id(char id[ENTRA_SESSION_ID_LEN + 1]);
 
 /* Create run_dir/<uid>/<id>/ (0700, the user's), write the token file
- * (0600) and, with a workspace, config.json; keep the refresh token in
+ * (0600) and, with a workspace, config.json; keep the refresh token and,
+ * with a login_time, the login (identity, access token, admin) in
  * run_dir/private/<id> (0600 root, directory 0700 root); fill env.
  * Values are checked (entra_value_is_safe) before they reach a file or
  * the environment. On failure nothing is left behind. 0 or -errno. */
@@ -78,6 +83,22 @@ int entra_session_stash(const struct entra_config *cfg, const struct entra_sessi
  * -EBADMSG (unreadable). */
 int entra_session_claim(const struct entra_config *cfg, const char *handle, const char *user,
 			struct entra_pending_login *out, const struct entra_log *log);
+
+/* A session's login as kept in its private store entry, for sudo to reuse
+ * (sudo_reuse_window). Only entries written with a login_time have one. */
+struct entra_session_record {
+	char *user, *tenant_id, *object_id, *upn, *access_token;
+	uid_t uid;
+	time_t login_time;
+	bool admin;
+};
+
+/* Read run_dir/private/<session_id> (root's, 0600, no symlinks).
+ * 0, -EINVAL (bad id), -ENOENT (no such session, or no login kept),
+ * -EBADMSG, or another -errno. */
+int entra_session_read_record(const struct entra_config *cfg, const char *session_id,
+			      struct entra_session_record *out);
+void entra_session_record_free(struct entra_session_record *record);
 
 /* Wipes the tokens, then frees. */
 void entra_pending_login_free(struct entra_pending_login *pending);

@@ -53,6 +53,12 @@ struct login_data {
 	struct entra_login_result login;
 	struct entra_decision decision;
 	struct entra_userdb_entry account; /* as recorded in the user database */
+	time_t login_time;  /* of a device-code login; 0 for a reused one */
+	/* sudo_reuse_window: the login of the caller's session was reused.
+	 * decision then holds that login's decision: the allow lists and RBAC
+	 * cannot be evaluated again without the ID token (groups, roles) and
+	 * a new ARM call, and the reuse window is that decision's lifetime. */
+	bool reused;
 };
 
 struct session_data {
@@ -198,6 +204,7 @@ EXPORT int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const ch
 	const void *service = NULL;
 	const char *user = NULL;
 	char host[256] = "this host";
+	bool admin = false;
 	int rc;
 
 	(void)flags;
@@ -232,6 +239,22 @@ EXPORT int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const ch
 	if (pam_get_item(pamh, PAM_SERVICE, &service) != PAM_SUCCESS ||
 	    !entra_value_is_safe(service, 64))
 		service = NULL;
+	/* The session id comes from the caller's environment: it is the
+	 * person's own shell, and an id of anyone else's session fails the
+	 * uid and object-id checks of entra_login_reuse. */
+	if (entra_login_reuse(st.cfg, user, service, getenv("ENTRA_SESSION_ID"), &st.log, &ld->login,
+			      &admin) == 0) {
+		ld->reused = true;
+		ld->decision.allowed = true;
+		ld->decision.admin = admin;
+		snprintf(ld->decision.reason, sizeof(ld->decision.reason),
+			 "decision of the reused session login");
+		rc = pam_set_data(pamh, DATA_LOGIN, ld, cleanup_login_data);
+		if (rc == PAM_SUCCESS)
+			ld = NULL;
+		goto out;
+	}
+	ld->login_time = time(NULL);
 	status = entra_login_authenticate(st.cfg, user, service, host, &hooks, &st.log, &ld->login);
 	switch (status) {
 	case ENTRA_LOGIN_OK:
@@ -344,6 +367,10 @@ static int stash_login(pam_handle_t *pamh, const struct module_state *st, const 
 		.expires_on = ld->login.tokens.expires_on,
 		.resource = st->cfg->resource,
 		.refresh_token = ld->login.tokens.refresh_token,
+		/* A reused login is not reusable again: the window counts
+		 * from the device-code login only. */
+		.login_time = ld->login_time,
+		.admin = ld->decision.admin,
 	};
 	char handle[ENTRA_SESSION_ID_LEN + 1], var[sizeof(ENV_PENDING) + ENTRA_SESSION_ID_LEN + 1];
 
@@ -379,9 +406,11 @@ EXPORT int pam_sm_acct_mgmt(pam_handle_t *pamh, int flags, int argc, const char 
 		rc = PAM_PERM_DENIED;
 		goto out;
 	}
-	entra_authorize(st.cfg, &ld->login.identity, &ld->decision);
-	if (ld->login.rbac_checked)
-		combine_rbac(&ld->decision, &ld->login.rbac);
+	if (!ld->reused) {
+		entra_authorize(st.cfg, &ld->login.identity, &ld->decision);
+		if (ld->login.rbac_checked)
+			combine_rbac(&ld->decision, &ld->login.rbac);
+	}
 	entra_log(&st.log, ld->decision.allowed ? LOG_NOTICE : LOG_WARNING,
 		  "account %s (%s, object id %s): %s%s", user, ld->login.identity.username,
 		  ld->login.identity.object_id, ld->decision.reason, ld->decision.admin ? " [admin]" : "");

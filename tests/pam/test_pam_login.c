@@ -948,6 +948,135 @@ static void test_auth_context_for_sudo(void **state)
 	assert_contains(p.errors, "stronger sign-in");
 }
 
+/* The PAM service "sudo" reads this file: each case rewrites it. */
+static void sudo_config(const char *extra)
+{
+	char path[400];
+
+	snprintf(path, sizeof(path), "%s/sudo.conf", H.dir);
+	assert_int_equal(harness_write_config(path, extra), 0);
+}
+
+/* sudo as user from the session whose id is in the process environment
+ * (as in the person's shell): authenticate + account, expecting rc. */
+static const char *run_sudo(const char *user, const char *session_id, struct person *p, int expected)
+{
+	struct pam_testcase cases[] = {
+		pam_test(PAMTEST_AUTHENTICATE, expected),
+		pam_test(PAMTEST_ACCOUNT, PAM_SUCCESS),
+	};
+	enum pamtest_err err;
+	const char *log;
+
+	assert_int_equal(setenv("ENTRA_SESSION_ID", session_id, 1), 0);
+	log_capture_begin();
+	err = _pamtest_conv("sudo", user, person_conv, p, cases, expected == PAM_SUCCESS ? 2 : 1, NULL);
+	log = log_capture_end();
+	unsetenv("ENTRA_SESSION_ID");
+	if (err != PAMTEST_ERR_OK)
+		fprintf(stderr, "# sudo: %s; log:\n%s\n", pamtest_strerror(err), log);
+	assert_int_equal(err, PAMTEST_ERR_OK);
+	return log;
+}
+
+static void test_sudo_reuses_session_login(void **state)
+{
+	struct person p = { .action = PERSON_APPROVE, .claims_json = ALICE_CLAIMS };
+	struct person pb = { .action = PERSON_APPROVE, .claims_json = BOB_CLAIMS };
+	struct login_run alice = { 0 }, bob = { 0 };
+	char id[64], bob_id[64];
+	const char *log;
+
+	(void)state;
+	reset_fake();
+	run_full(&alice, "entra", ALICE, &p);
+	assert_int_equal(alice.err, PAMTEST_ERR_OK);
+	snprintf(id, sizeof(id), "%s", env_get(alice.env, "ENTRA_SESSION_ID"));
+	run_full(&bob, "entra", "bob@contoso.com", &pb);
+	assert_int_equal(bob.err, PAMTEST_ERR_OK);
+	snprintf(bob_id, sizeof(bob_id), "%s", env_get(bob.env, "ENTRA_SESSION_ID"));
+
+	/* Within the window: no device code, no prompt, account passes. */
+	sudo_config("sudo_reuse_window = 300\n");
+	reset_fake();
+	memset(&p, 0, sizeof(p));
+	p.action = PERSON_APPROVE;
+	p.claims_json = ALICE_CLAIMS;
+	log = run_sudo(ALICE, id, &p, PAM_SUCCESS);
+	assert_contains(log, "reused the login of session");
+	assert_int_equal(fake_count("devicecode"), 0);
+	assert_int_equal(fake_count("token"), 0);
+	assert_int_equal(p.prompts, 0);
+
+	/* Another user's session id (copied from elsewhere): a new sign-in. */
+	reset_fake();
+	memset(&p, 0, sizeof(p));
+	p.action = PERSON_APPROVE;
+	p.claims_json = ALICE_CLAIMS;
+	log = run_sudo(ALICE, bob_id, &p, PAM_SUCCESS);
+	assert_contains(log, "the session is not " ALICE "'s");
+	assert_int_equal(fake_count("devicecode"), 1);
+	assert_int_equal(p.prompts, 1);
+
+	/* A string that is no session id: a new sign-in. */
+	reset_fake();
+	memset(&p, 0, sizeof(p));
+	p.action = PERSON_APPROVE;
+	p.claims_json = ALICE_CLAIMS;
+	log = run_sudo(ALICE, "../../etc/shadow", &p, PAM_SUCCESS);
+	assert_contains(log, "not a session id");
+	assert_int_equal(fake_count("devicecode"), 1);
+
+	/* sudo requires c2, which the session's sign-in did not satisfy. */
+	sudo_config("sudo_reuse_window = 300\nauth_context = sudo:c2\n");
+	reset_fake();
+	memset(&p, 0, sizeof(p));
+	p.action = PERSON_APPROVE;
+	p.claims_json = ALICE_CLAIMS;
+	log = run_sudo(ALICE, id, &p, PAM_SUCCESS);
+	assert_contains(log, "no reuse of session");
+	assert_contains(log, "authentication context \"c2\" required");
+	assert_int_equal(fake_count("devicecode"), 1);
+	assert_int_equal(p.prompts, 1);
+
+	/* The window off (the default): a new sign-in. */
+	sudo_config("");
+	reset_fake();
+	memset(&p, 0, sizeof(p));
+	p.action = PERSON_APPROVE;
+	p.claims_json = ALICE_CLAIMS;
+	log = run_sudo(ALICE, id, &p, PAM_SUCCESS);
+	assert_null(strstr(log, "reuse"));
+	assert_int_equal(fake_count("devicecode"), 1);
+	assert_int_equal(p.prompts, 1);
+
+	/* The window has passed. */
+	sudo_config("sudo_reuse_window = 1\n");
+	sleep(2);
+	reset_fake();
+	memset(&p, 0, sizeof(p));
+	p.action = PERSON_APPROVE;
+	p.claims_json = ALICE_CLAIMS;
+	log = run_sudo(ALICE, id, &p, PAM_SUCCESS);
+	assert_contains(log, "older than sudo_reuse_window");
+	assert_int_equal(fake_count("devicecode"), 1);
+
+	/* A closed session has nothing to reuse. */
+	sudo_config("sudo_reuse_window = 300\n");
+	assert_int_equal(pam_close_session(alice.ph, 0), PAM_SUCCESS);
+	reset_fake();
+	memset(&p, 0, sizeof(p));
+	p.action = PERSON_APPROVE;
+	p.claims_json = ALICE_CLAIMS;
+	log = run_sudo(ALICE, id, &p, PAM_SUCCESS);
+	assert_contains(log, "has no login to reuse");
+	assert_int_equal(fake_count("devicecode"), 1);
+
+	assert_int_equal(pam_close_session(bob.ph, 0), PAM_SUCCESS);
+	finish(&alice);
+	finish(&bob);
+}
+
 /* pam_wrapper copies the service files once, at the first pam_start:
  * every service the tests use is written here. */
 static int write_services(void)
@@ -999,6 +1128,9 @@ static int write_services(void)
 	if (harness_service("entra-rbac-cached", args) < 0 ||
 	    harness_service("entra-mfa", "require_mfa=yes") < 0 ||
 	    harness_service("entra-sudo", "auth_context=entra-sudo:c2 client_capabilities=cp1") < 0)
+		return -1;
+	snprintf(args, sizeof(args), "conf=%s/sudo.conf", H.dir);
+	if (harness_service("sudo", args) < 0)
 		return -1;
 	snprintf(args, sizeof(args), "cache_dir=%s/cache-rotate", H.dir);
 	return harness_service("entra-rotate", args);
@@ -1061,6 +1193,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_entra_claims_challenge),
 		cmocka_unit_test(test_require_mfa),
 		cmocka_unit_test(test_auth_context_for_sudo),
+		cmocka_unit_test(test_sudo_reuses_session_login),
 	};
 
 	if (harness_preload(argv) < 0)

@@ -162,7 +162,7 @@ const char *key, *value;
 	{ "rbac_login_actions", "Microsoft.Compute/virtualMachines/login/action" },
 	{ "rbac_admin_actions", "Microsoft.Compute/virtualMachines/loginAsAdmin/action" },
 	{ "rbac_cache_ttl", "60" }, { "require_mfa", "yes" }, { "auth_context", "sudo:c2" },
-	{ "client_capabilities", "cp1" },
+	{ "client_capabilities", "cp1" }, { "sudo_reuse_window", "300" },
 	{ "export_token", "yes" }, { "qr_code", "off" }, { "debug", "on" },
 };
 

@@ -1,0 +1,214 @@
+/* The session's private store entry as sudo_reuse_window reads it back
+ * (entra_session_read_record), and the login fields carried from the
+ * account phase to the session (stash/claim). The store is root's: the
+ * tests skip when not run as root. */
+#include "config.h"
+
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <ftw.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "config.h"
+#include "session.h"
+
+static char dir[64];
+static struct entra_config *cfg;
+static const struct entra_log quiet = { 0 };
+
+static const struct entra_session_request base = {
+	.user = "alice@contoso.com",
+	.uid = 1900000123,
+	.gid = 1900000123,
+	.identity_kind = "user",
+	.tenant_id = "72f988bf-86f1-41af-91ab-2d7cd011db47",
+	.object_id = "0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9",
+	.upn = "alice@contoso.com",
+	.access_token = "header.payload.signature",
+	.expires_on = 2000000000,
+	.resource = "https://management.azure.com/.default",
+	.refresh_token = "refresh-secret",
+};
+
+static int setup(void **state)
+{
+	char run[96], err[256];
+
+	(void)state;
+	if (geteuid() != 0)
+		return 0;
+	snprintf(dir, sizeof(dir), "/tmp/test_session-XXXXXX");
+	if (mkdtemp(dir) == NULL)
+		return -1;
+	snprintf(run, sizeof(run), "%s/run", dir);
+	cfg = entra_config_new();
+	return cfg != NULL && entra_config_set(cfg, "run_dir", run, err, sizeof(err)) == 0 ? 0 : -1;
+}
+
+static int remove_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	return type == FTW_DP ? rmdir(path) : unlink(path);
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	entra_config_free(cfg);
+	if (dir[0] != '\0' && nftw(dir, remove_one, 16, FTW_DEPTH | FTW_PHYS) != 0)
+		return -1;
+	return 0;
+}
+
+static void open_session(const struct entra_session_request *req, char id[ENTRA_SESSION_ID_LEN + 1])
+{
+	struct entra_session_env env = { NULL, 0 };
+
+	assert_int_equal(entra_session_new_id(id), 0);
+	assert_int_equal(entra_session_open(cfg, id, req, &env, &quiet), 0);
+	entra_session_env_free(&env);
+}
+
+static void private_path(const char *id, char *out, size_t len)
+{
+	snprintf(out, len, "%s/run/private/%s", dir, id);
+}
+
+static void test_record_of_a_login(void **state)
+{
+	struct entra_session_request req = base;
+	struct entra_session_record rec;
+	char id[ENTRA_SESSION_ID_LEN + 1], path[200];
+	struct stat st;
+
+	(void)state;
+	if (geteuid() != 0)
+		skip();
+	req.login_time = 1700000000;
+	req.admin = true;
+	open_session(&req, id);
+	assert_int_equal(entra_session_read_record(cfg, id, &rec), 0);
+	assert_string_equal(rec.user, base.user);
+	assert_int_equal(rec.uid, base.uid);
+	assert_string_equal(rec.tenant_id, base.tenant_id);
+	assert_string_equal(rec.object_id, base.object_id);
+	assert_string_equal(rec.upn, base.upn);
+	assert_string_equal(rec.access_token, base.access_token);
+	assert_int_equal(rec.login_time, 1700000000);
+	assert_true(rec.admin);
+	entra_session_record_free(&rec);
+	assert_null(rec.access_token);
+	private_path(id, path, sizeof(path));
+	assert_int_equal(lstat(path, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0600);
+	assert_int_equal(st.st_uid, 0);
+
+	/* Closed: nothing left to reuse. */
+	assert_int_equal(entra_session_close(cfg, id, base.uid, &quiet), 0);
+	assert_int_equal(entra_session_read_record(cfg, id, &rec), -ENOENT);
+}
+
+static void test_no_login_no_record(void **state)
+{
+	struct entra_session_request req = base;
+	struct entra_session_record rec;
+	char id[ENTRA_SESSION_ID_LEN + 1];
+
+	(void)state;
+	if (geteuid() != 0)
+		skip();
+	open_session(&req, id); /* refresh token only: no login_time */
+	assert_int_equal(entra_session_read_record(cfg, id, &rec), -ENOENT);
+	assert_null(rec.access_token);
+	assert_int_equal(entra_session_close(cfg, id, base.uid, &quiet), 0);
+
+	/* A login without a refresh token still keeps its entry. */
+	req.refresh_token = NULL;
+	req.login_time = 1700000000;
+	open_session(&req, id);
+	assert_int_equal(entra_session_read_record(cfg, id, &rec), 0);
+	assert_false(rec.admin);
+	entra_session_record_free(&rec);
+	assert_int_equal(entra_session_close(cfg, id, base.uid, &quiet), 0);
+
+	assert_int_equal(entra_session_read_record(cfg, "../../etc/shadow", &rec), -EINVAL);
+	assert_int_equal(entra_session_read_record(cfg, NULL, &rec), -EINVAL);
+	assert_int_equal(entra_session_read_record(cfg, "0123456789abcdef0123456789abcdef", &rec), -ENOENT);
+}
+
+/* An entry that is not root's 0600 regular file is not trusted. */
+static void test_untrusted_entry(void **state)
+{
+	struct entra_session_request req = base;
+	struct entra_session_record rec;
+	char id[ENTRA_SESSION_ID_LEN + 1], path[200], target[220];
+
+	(void)state;
+	if (geteuid() != 0)
+		skip();
+	req.login_time = 1700000000;
+	open_session(&req, id);
+	private_path(id, path, sizeof(path));
+	assert_int_equal(chmod(path, 0620), 0); /* writable by the group */
+	assert_true(entra_session_read_record(cfg, id, &rec) < 0);
+	assert_int_equal(chmod(path, 0600), 0);
+	assert_int_equal(chown(path, 1, 0), 0);
+	assert_true(entra_session_read_record(cfg, id, &rec) < 0);
+	assert_int_equal(chown(path, 0, 0), 0);
+	snprintf(target, sizeof(target), "%s.moved", path);
+	assert_int_equal(rename(path, target), 0);
+	assert_int_equal(symlink(target, path), 0);
+	assert_true(entra_session_read_record(cfg, id, &rec) < 0);
+	assert_null(rec.access_token);
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(unlink(target), 0);
+	assert_int_equal(entra_session_close(cfg, id, base.uid, &quiet), 0);
+}
+
+/* The login time and decision travel from the account phase to the
+ * session through the pending entry. */
+static void test_pending_carries_login(void **state)
+{
+	struct entra_session_request req = base;
+	struct entra_pending_login pending;
+	char handle[ENTRA_SESSION_ID_LEN + 1];
+
+	(void)state;
+	if (geteuid() != 0)
+		skip();
+	req.login_time = 1700000042;
+	req.admin = true;
+	assert_int_equal(entra_session_stash(cfg, &req, "/home/alice", handle, &quiet), 0);
+	assert_int_equal(entra_session_claim(cfg, handle, base.user, &pending, &quiet), 0);
+	assert_int_equal(pending.req.login_time, 1700000042);
+	assert_true(pending.req.admin);
+	entra_pending_login_free(&pending);
+
+	req.login_time = 0;
+	req.admin = false;
+	assert_int_equal(entra_session_stash(cfg, &req, NULL, handle, &quiet), 0);
+	assert_int_equal(entra_session_claim(cfg, handle, base.user, &pending, &quiet), 0);
+	assert_int_equal(pending.req.login_time, 0);
+	assert_false(pending.req.admin);
+	entra_pending_login_free(&pending);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_record_of_a_login),
+		cmocka_unit_test(test_no_login_no_record),
+		cmocka_unit_test(test_untrusted_entry),
+		cmocka_unit_test(test_pending_carries_login),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
