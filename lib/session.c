@@ -559,7 +559,7 @@ int entra_session_claim(const struct entra_config *cfg, const char *handle, cons
 	}
 	out->user = dup_member(obj, "user");
 	if (out->user == NULL || strcmp(out->user, user) != 0) {
-		entra_log(log, LOG_ERR, "pending login %s is not for %s: refused", handle, user);
+		entra_log(log, LOG_INFO, "pending login %s is not for %s", handle, user);
 		rc = -EPERM;
 		goto out;
 	}

@@ -665,6 +665,14 @@ EXPORT int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, const ch
 	snprintf(handle_copy, sizeof(handle_copy), "%s", handle);
 	pam_putenv(pamh, ENV_PENDING); /* never into the user's environment */
 	claim = entra_session_claim(st.cfg, handle_copy, user, &pending, &st.log);
+	if (claim == -EPERM) {
+		/* sudo (or sudo -u) authenticates the invoking user and opens
+		 * the session of the target account: the login stays with its
+		 * owner and gives the target no token. */
+		entra_log(&st.log, LOG_NOTICE, "no Entra session for %s: the login in this transaction was another account's (sudo or su to a different user)", user);
+		rc = PAM_IGNORE;
+		goto out;
+	}
 	if (claim < 0) {
 		entra_log(&st.log, LOG_ERR, "session for %s refused: the login kept by the account phase %s",
 			  user, claim == -ETIMEDOUT ? "is too old" : claim == -EPERM ? "is another user's" :

@@ -199,6 +199,21 @@ int harness_service_session_stack(const char *name, const char *args)
 	return write_text(path, text, 0644);
 }
 
+int harness_sudolike_service(const char *name)
+{
+	char path[400], text[4096], module[400];
+
+	snprintf(module, sizeof(module), "%s/pam_module/.libs/pam_entra.so", builddir());
+	snprintf(path, sizeof(path), "%s/%s", H.service_dir, name);
+	snprintf(text, sizeof(text),
+		 "auth     required %s conf=%s\n"
+		 "account  required %s conf=%s\n"
+		 "session  [success=ok ignore=ignore user_unknown=ignore default=bad] %s conf=%s\n"
+		 "session  required pam_permit.so\n",
+		 module, H.conf, module, H.conf, module, H.conf);
+	return write_text(path, text, 0644);
+}
+
 int harness_start(void)
 {
 	char path[400];

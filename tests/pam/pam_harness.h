@@ -62,6 +62,10 @@ int harness_stack_service(const char *name);
  * pam_entra's session (args) before pam_permit. */
 int harness_service_session_stack(const char *name, const char *args);
 
+/* Like sudo's stack: pam_entra for auth, account and session, then
+ * pam_permit for the session. */
+int harness_sudolike_service(const char *name);
+
 /* Write a config file at path: the default config plus extra lines. */
 int harness_write_config(const char *path, const char *extra);
 

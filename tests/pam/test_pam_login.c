@@ -736,6 +736,7 @@ static void test_service_sessions_single_flight(void **state)
 	snprintf(lock_path, sizeof(lock_path), "%s/burst.lock", H.dir);
 	lock_fd = open(lock_path, O_RDWR | O_CREAT, 0600);
 	assert_true(lock_fd >= 0);
+	close(lock_fd);
 	assert_int_equal(pipe(gate), 0);
 	/* 50 concurrent session opens with a cold cache make one request. */
 	for (int i = 0; i < N; i++) {
@@ -762,7 +763,9 @@ static void test_service_sessions_single_flight(void **state)
 			 * let the children do that one at a time, then start
 			 * the session opens together. */
 			close(gate[1]);
-			if (flock(lock_fd, LOCK_EX) == 0) {
+			/* Its own open file: flock locks belong to the open file. */
+			lock_fd = open(lock_path, O_RDWR);
+			if (lock_fd >= 0 && flock(lock_fd, LOCK_EX) == 0) {
 				if (pam_start("entra-svc-burst", "nobody", &conv, &ph) == PAM_SUCCESS)
 					pam_end(ph, PAM_SUCCESS);
 				flock(lock_fd, LOCK_UN);
@@ -789,7 +792,6 @@ static void test_service_sessions_single_flight(void **state)
 				fprintf(stderr, "# (no log)\n");
 		}
 	}
-	close(lock_fd);
 	assert_int_equal(ok, N);
 	assert_int_equal(fake_count("imds"), 1);
 }
@@ -1077,6 +1079,48 @@ static void test_sudo_reuses_session_login(void **state)
 	finish(&bob);
 }
 
+static void test_sudo_session_for_another_account(void **state)
+{
+	struct person p = { .action = PERSON_APPROVE, .claims_json = ALICE_CLAIMS };
+	struct pam_testcase cases[] = {
+		pam_test(PAMTEST_AUTHENTICATE, PAM_SUCCESS),
+		pam_test(PAMTEST_ACCOUNT, PAM_SUCCESS),
+		pam_test(PAMTEST_KEEPHANDLE, PAM_SUCCESS),
+	};
+	char **env;
+	char pending[600];
+	enum pamtest_err err;
+	pam_handle_t *ph;
+
+	(void)state;
+	reset_fake();
+	/* sudo authenticates alice, then opens root's session: the session
+	 * succeeds through the rest of the stack, root gets no Entra token,
+	 * and alice's kept login is gone. */
+	log_capture_begin();
+	err = _pamtest_conv("entra-sudolike", ALICE, person_conv, &p, cases, 3, NULL);
+	log_capture_end();
+	assert_int_equal(err, PAMTEST_ERR_OK);
+	ph = cases[2].case_out.ph;
+	assert_non_null(pam_getenv(ph, "PAM_ENTRA_PENDING"));
+	snprintf(pending, sizeof(pending), "%s/private/pending-%s", H.run_dir,
+		 pam_getenv(ph, "PAM_ENTRA_PENDING"));
+	assert_int_equal(access(pending, F_OK), 0);
+	assert_int_equal(pam_set_item(ph, PAM_USER, "root"), PAM_SUCCESS);
+	log_capture_begin();
+	assert_int_equal(pam_open_session(ph, 0), PAM_SUCCESS);
+	assert_contains(log_capture_end(), "another account's");
+	env = pam_getenvlist(ph);
+	assert_null(env_get(env, "ENTRA_TOKEN_FILE"));
+	assert_null(env_get(env, "PAM_ENTRA_PENDING"));
+	for (size_t i = 0; env != NULL && env[i] != NULL; i++)
+		free(env[i]);
+	free(env);
+	assert_int_equal(access(pending, F_OK), -1);
+	pam_close_session(ph, 0);
+	pam_end(ph, PAM_SUCCESS);
+}
+
 /* pam_wrapper copies the service files once, at the first pam_start:
  * every service the tests use is written here. */
 static int write_services(void)
@@ -1131,6 +1175,8 @@ static int write_services(void)
 		return -1;
 	snprintf(args, sizeof(args), "conf=%s/sudo.conf", H.dir);
 	if (harness_service("sudo", args) < 0)
+		return -1;
+	if (harness_sudolike_service("entra-sudolike") < 0)
 		return -1;
 	snprintf(args, sizeof(args), "cache_dir=%s/cache-rotate", H.dir);
 	return harness_service("entra-rotate", args);
@@ -1193,6 +1239,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_entra_claims_challenge),
 		cmocka_unit_test(test_require_mfa),
 		cmocka_unit_test(test_auth_context_for_sudo),
+		cmocka_unit_test(test_sudo_session_for_another_account),
 		cmocka_unit_test(test_sudo_reuses_session_login),
 	};
 
