@@ -215,19 +215,25 @@ static double session_us(const char *service, const char *user, int n)
 	return (now_ms() - t0) * 1e3 / n;
 }
 
+/* Batches alternate between the two stacks and each keeps its fastest
+ * batch: the noise of a shared machine only ever adds time. */
 static void bench_service_sessions(void)
 {
-	enum { N = 1000 };
-	double ours, baseline;
+	enum { BATCHES = 10, PER_BATCH = 100 };
+	double ours = 1e9, baseline = 1e9, t;
 
 	fake_control("reset", "{}");
 	session_us("bench-svc", "nobody", 1); /* warm the cache */
-	baseline = session_us("bench-permit", "nobody", N);
-	ours = session_us("bench-svc", "nobody", N);
-	printf("service session open+close, warm cache: %.0f us vs pam_permit-only %.0f us: ratio %.2f (target <= 2)\n",
-	       ours, baseline, ours / baseline);
+	for (int b = 0; b < BATCHES; b++) {
+		t = session_us("bench-permit", "nobody", PER_BATCH);
+		baseline = t < baseline ? t : baseline;
+		t = session_us("bench-svc", "nobody", PER_BATCH);
+		ours = t < ours ? t : ours;
+	}
+	printf("service session open+close, warm cache: %.0f us vs the same stack with pam_permit instead %.0f us: ratio %.2f (target <= 2; best of %d batches of %d)\n",
+	       ours, baseline, ours / baseline, BATCHES, PER_BATCH);
 	printf("IMDS requests for %d service sessions within one token lifetime: %d (target 1)\n",
-	       N + 1, fake_count("imds"));
+	       BATCHES * PER_BATCH + 1, fake_count("imds"));
 }
 
 int main(int argc, char **argv)
@@ -255,7 +261,9 @@ int main(int argc, char **argv)
 	snprintf(path, sizeof(path), "%s/bench-permit", H.service_dir);
 	f = fopen(path, "w");
 	if (f != NULL) {
-		fputs("session required pam_permit.so\n", f);
+		/* The same stack as bench-svc with pam_permit in pam_entra's place. */
+		fputs("auth required pam_permit.so\naccount required pam_permit.so\n"
+		      "session required pam_permit.so\nsession required pam_permit.so\n", f);
 		fclose(f);
 	}
 	bench_logins();
