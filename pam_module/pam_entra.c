@@ -182,6 +182,21 @@ static int get_user(pam_handle_t *pamh, const struct module_state *st, const cha
 	return PAM_SUCCESS;
 }
 
+/* Every entry point starts the same way: the configuration, then a user
+ * name we can handle. On failure nothing is left to free. */
+static int begin_call(pam_handle_t *pamh, int argc, const char **argv, struct module_state *st,
+		      const char **user)
+{
+	int rc = load_state(pamh, argc, argv, st);
+
+	if (rc != PAM_SUCCESS)
+		return rc;
+	rc = get_user(pamh, st, user);
+	if (rc != PAM_SUCCESS)
+		free_state(st);
+	return rc;
+}
+
 static enum entra_account_kind classify(const struct entra_config *cfg, const char *user)
 {
 	struct passwd pw, *found = NULL;
@@ -208,12 +223,9 @@ EXPORT int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const ch
 	int rc;
 
 	(void)flags;
-	rc = load_state(pamh, argc, argv, &st);
+	rc = begin_call(pamh, argc, argv, &st, &user);
 	if (rc != PAM_SUCCESS)
 		return rc;
-	rc = get_user(pamh, &st, &user);
-	if (rc != PAM_SUCCESS)
-		goto out;
 	switch (classify(st.cfg, user)) {
 	case ENTRA_ACCOUNT_SERVICE:
 		entra_log(&st.log, LOG_DEBUG, "%s is a service account: authentication left to the stack", user);
@@ -388,12 +400,9 @@ EXPORT int pam_sm_acct_mgmt(pam_handle_t *pamh, int flags, int argc, const char 
 	int rc;
 
 	(void)flags;
-	rc = load_state(pamh, argc, argv, &st);
+	rc = begin_call(pamh, argc, argv, &st, &user);
 	if (rc != PAM_SUCCESS)
 		return rc;
-	rc = get_user(pamh, &st, &user);
-	if (rc != PAM_SUCCESS)
-		goto out;
 	if (pam_get_data(pamh, DATA_LOGIN, (const void **)&ld) != PAM_SUCCESS || ld == NULL) {
 		/* Not authenticated by us in this transaction (a key, another
 		 * module, or not an Entra account): not our decision. */
@@ -646,12 +655,9 @@ EXPORT int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, const ch
 
 	(void)flags;
 	memset(&pending, 0, sizeof(pending));
-	rc = load_state(pamh, argc, argv, &st);
+	rc = begin_call(pamh, argc, argv, &st, &user);
 	if (rc != PAM_SUCCESS)
 		return rc;
-	rc = get_user(pamh, &st, &user);
-	if (rc != PAM_SUCCESS)
-		goto out;
 	if (classify(st.cfg, user) == ENTRA_ACCOUNT_SERVICE) {
 		rc = open_service_session(pamh, &st, user);
 		goto out;
@@ -702,12 +708,9 @@ EXPORT int pam_sm_close_session(pam_handle_t *pamh, int flags, int argc, const c
 	int rc;
 
 	(void)flags;
-	rc = load_state(pamh, argc, argv, &st);
+	rc = begin_call(pamh, argc, argv, &st, &user);
 	if (rc != PAM_SUCCESS)
 		return rc;
-	rc = get_user(pamh, &st, &user);
-	if (rc != PAM_SUCCESS)
-		goto out;
 	if (pam_get_data(pamh, DATA_SESSION, (const void **)&sd) == PAM_SUCCESS && sd != NULL) {
 		id = sd->id;
 		uid = sd->uid;
@@ -734,18 +737,15 @@ EXPORT int pam_sm_chauthtok(pam_handle_t *pamh, int flags, int argc, const char 
 	int rc;
 
 	(void)flags;
-	rc = load_state(pamh, argc, argv, &st);
+	rc = begin_call(pamh, argc, argv, &st, &user);
 	if (rc != PAM_SUCCESS)
 		return rc;
-	rc = get_user(pamh, &st, &user);
-	if (rc == PAM_SUCCESS) {
-		if (classify(st.cfg, user) == ENTRA_ACCOUNT_ENTRA) {
-			entra_log(&st.log, LOG_NOTICE, "password change for %s refused: Entra accounts have no local password", user);
-			tell_person(pamh, "This account signs in with Microsoft Entra ID; change your password there (https://aka.ms/sspr).");
-			rc = PAM_AUTHTOK_ERR;
-		} else {
-			rc = PAM_IGNORE;
-		}
+	if (classify(st.cfg, user) == ENTRA_ACCOUNT_ENTRA) {
+		entra_log(&st.log, LOG_NOTICE, "password change for %s refused: Entra accounts have no local password", user);
+		tell_person(pamh, "This account signs in with Microsoft Entra ID; change your password there (https://aka.ms/sspr).");
+		rc = PAM_AUTHTOK_ERR;
+	} else {
+		rc = PAM_IGNORE;
 	}
 	free_state(&st);
 	return rc;
