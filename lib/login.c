@@ -605,11 +605,8 @@ int entra_login_reuse(const struct entra_config *cfg, const char *user, const ch
 	else if (rec.login_time > now || now - rec.login_time > (time_t)cfg->sudo_reuse_window)
 		snprintf(why, sizeof(why), "its login is %lld s old, older than sudo_reuse_window (%d s)",
 			 (long long)(now - rec.login_time), cfg->sudo_reuse_window);
-	else if (reuse_check_account(cfg, user, &rec, why, sizeof(why)) < 0)
-		;
-	else if (reuse_check_token(cfg, service, &rec, log, &expires_on, why, sizeof(why)) < 0)
-		;
-	else
+	else if (reuse_check_account(cfg, user, &rec, why, sizeof(why)) == 0 &&
+		 reuse_check_token(cfg, service, &rec, log, &expires_on, why, sizeof(why)) == 0)
 		rc = 0;
 	if (rc == 0) {
 		result->identity.tenant_id = strdup(rec.tenant_id);

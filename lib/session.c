@@ -487,10 +487,12 @@ int entra_session_read_record(const struct entra_config *cfg, const char *sessio
 	if (run_fd < 0)
 		return run_fd;
 	priv_fd = openat(run_fd, PRIVATE_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	rc = priv_fd < 0 ? -errno : 0;
-	close(run_fd);
-	if (rc < 0)
+	if (priv_fd < 0) {
+		rc = -errno;
+		close(run_fd);
 		return rc;
+	}
+	close(run_fd);
 	rc = entra_read_file_trusted(priv_fd, session_id, PRIVATE_MAX_FILE, 0, &text);
 	close(priv_fd);
 	if (rc < 0)
