@@ -122,20 +122,60 @@ int harness_write_config(const char *path, const char *extra)
 	return write_text(path, text, 0644);
 }
 
+/* Write service `name` from lines in which every "@ENTRA@" stands for the
+ * module by absolute path with conf= and args. */
+static int write_service(const char *name, const char *lines, const char *args)
+{
+	char path[400], module[1024], text[8192];
+	size_t len = 0;
+	const char *p = lines, *at;
+
+	snprintf(module, sizeof(module), "%s/pam_module/.libs/pam_entra.so conf=%s %s", builddir(),
+		 H.conf, args ? args : "");
+	while ((at = strstr(p, "@ENTRA@")) != NULL && len < sizeof(text)) {
+		len += (size_t)snprintf(text + len, sizeof(text) - len, "%.*s%s", (int)(at - p), p, module);
+		p = at + strlen("@ENTRA@");
+	}
+	if (len >= sizeof(text) || (size_t)snprintf(text + len, sizeof(text) - len, "%s", p) >= sizeof(text) - len)
+		return -1;
+	snprintf(path, sizeof(path), "%s/%s", H.service_dir, name);
+	return write_text(path, text, 0644);
+}
+
 int harness_service(const char *name, const char *args)
 {
-	char path[400], text[4096], module[400];
+	return write_service(name,
+			     "auth     required @ENTRA@\n"
+			     "account  required @ENTRA@\n"
+			     "session  required @ENTRA@\n"
+			     "password required @ENTRA@\n", args);
+}
 
-	snprintf(module, sizeof(module), "%s/pam_module/.libs/pam_entra.so", builddir());
-	snprintf(path, sizeof(path), "%s/%s", H.service_dir, name);
-	snprintf(text, sizeof(text),
-		 "auth     required %s conf=%s %s\n"
-		 "account  required %s conf=%s %s\n"
-		 "session  required %s conf=%s %s\n"
-		 "password required %s conf=%s %s\n",
-		 module, H.conf, args, module, H.conf, args, module, H.conf, args,
-		 module, H.conf, args);
-	return write_text(path, text, 0644);
+int harness_stack_service(const char *name)
+{
+	return write_service(name,
+			     "auth [success=done ignore=ignore user_unknown=ignore default=die] @ENTRA@\n"
+			     "auth required pam_permit.so\n"
+			     "account [success=ok ignore=ignore user_unknown=ignore default=bad] @ENTRA@\n"
+			     "account required pam_permit.so\n", NULL);
+}
+
+int harness_service_session_stack(const char *name, const char *args)
+{
+	return write_service(name,
+			     "auth     required pam_permit.so\n"
+			     "account  required pam_permit.so\n"
+			     "session  [success=ok ignore=ignore default=bad] @ENTRA@\n"
+			     "session  required pam_permit.so\n", args);
+}
+
+int harness_sudolike_service(const char *name)
+{
+	return write_service(name,
+			     "auth     required @ENTRA@\n"
+			     "account  required @ENTRA@\n"
+			     "session  [success=ok ignore=ignore user_unknown=ignore default=bad] @ENTRA@\n"
+			     "session  required pam_permit.so\n", NULL);
 }
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -169,50 +209,8 @@ int harness_preload(char **argv)
 	return -1;
 }
 
-int harness_stack_service(const char *name)
-{
-	char path[400], text[4096], module[400];
 
-	snprintf(module, sizeof(module), "%s/pam_module/.libs/pam_entra.so", builddir());
-	snprintf(path, sizeof(path), "%s/%s", H.service_dir, name);
-	snprintf(text, sizeof(text),
-		 "auth [success=done ignore=ignore user_unknown=ignore default=die] %s conf=%s\n"
-		 "auth required pam_permit.so\n"
-		 "account [success=ok ignore=ignore user_unknown=ignore default=bad] %s conf=%s\n"
-		 "account required pam_permit.so\n",
-		 module, H.conf, module, H.conf);
-	return write_text(path, text, 0644);
-}
 
-int harness_service_session_stack(const char *name, const char *args)
-{
-	char path[400], text[4096], module[400];
-
-	snprintf(module, sizeof(module), "%s/pam_module/.libs/pam_entra.so", builddir());
-	snprintf(path, sizeof(path), "%s/%s", H.service_dir, name);
-	snprintf(text, sizeof(text),
-		 "auth     required pam_permit.so\n"
-		 "account  required pam_permit.so\n"
-		 "session  [success=ok ignore=ignore default=bad] %s conf=%s %s\n"
-		 "session  required pam_permit.so\n",
-		 module, H.conf, args);
-	return write_text(path, text, 0644);
-}
-
-int harness_sudolike_service(const char *name)
-{
-	char path[400], text[4096], module[400];
-
-	snprintf(module, sizeof(module), "%s/pam_module/.libs/pam_entra.so", builddir());
-	snprintf(path, sizeof(path), "%s/%s", H.service_dir, name);
-	snprintf(text, sizeof(text),
-		 "auth     required %s conf=%s\n"
-		 "account  required %s conf=%s\n"
-		 "session  [success=ok ignore=ignore user_unknown=ignore default=bad] %s conf=%s\n"
-		 "session  required pam_permit.so\n",
-		 module, H.conf, module, H.conf, module, H.conf);
-	return write_text(path, text, 0644);
-}
 
 int harness_start(void)
 {

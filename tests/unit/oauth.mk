@@ -12,11 +12,13 @@ tests_unit_test_aadsts_SOURCES = tests/unit/test_aadsts.c lib/aadsts.c lib/json.
 tests_unit_test_aadsts_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_aadsts_LDADD = $(OAUTH_TEST_LIBS)
 
-tests_unit_test_tokens_SOURCES = tests/unit/test_tokens.c lib/tokens.c lib/aadsts.c lib/json.c
+tests_unit_test_tokens_SOURCES = tests/unit/test_tokens.c tests/unit/oauth_fake_http.c \
+	tests/unit/oauth_fake_http.h lib/tokens.c lib/aadsts.c lib/json.c
 tests_unit_test_tokens_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_tokens_LDADD = $(OAUTH_TEST_LIBS)
 
-tests_unit_test_devicecode_SOURCES = tests/unit/test_devicecode.c lib/devicecode.c \
+tests_unit_test_devicecode_SOURCES = tests/unit/test_devicecode.c tests/unit/oauth_fake_http.c \
+	tests/unit/oauth_fake_http.h lib/devicecode.c \
 	lib/tokens.c lib/aadsts.c lib/json.c
 tests_unit_test_devicecode_CFLAGS = $(TEST_CFLAGS) $(QRENCODE_CFLAGS)
 tests_unit_test_devicecode_LDADD = $(OAUTH_TEST_LIBS) $(QRENCODE_LIBS)
