@@ -570,26 +570,6 @@ static int write_services(void)
 	return harness_service("load", args);
 }
 
-/* pam_wrapper sets itself up in every process, under one of 62 names
- * /tmp/pam.X: 200 concurrent processes exhaust them. This program always
- * uses the pam_start_confdir shim of the sanitizer builds instead
- * (tests/pam/pam_shim.c), which needs no per-process set-up. */
-static int preload_shim(char **argv)
-{
-	char shim[512];
-	const char *b = getenv("ENTRA_BUILDDIR");
-
-	if (getenv("ENTRA_PAM_PRELOADED") != NULL)
-		return 0;
-	setenv("ENTRA_PAM_PRELOADED", "1", 1);
-	snprintf(shim, sizeof(shim), "%s/tests/pam/.libs/pam_shim.so", b && *b ? b : TEST_BUILDDIR);
-	setenv("LD_PRELOAD", shim, 1);
-	setenv("ASAN_OPTIONS", "verify_asan_link_order=0", 0);
-	execv(argv[0], argv);
-	perror("execv");
-	return -1;
-}
-
 static int group_setup(void **state)
 {
 	(void)state;
@@ -619,7 +599,8 @@ int main(int argc, char **argv)
 	};
 
 	(void)argc;
-	if (preload_shim(argv) < 0)
+	/* 200 concurrent logins: pam_wrapper's per-process set-up would race. */
+	if (harness_preload_shim(argv) < 0)
 		return 1;
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

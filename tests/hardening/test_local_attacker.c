@@ -615,22 +615,6 @@ static void test_report(void **state)
 	fprintf(stderr, "# local attacker checks: %u\n", checks);
 }
 
-static int preload_shim(char **argv)
-{
-	char shim[512];
-	const char *b = getenv("ENTRA_BUILDDIR");
-
-	if (getenv("ENTRA_PAM_PRELOADED") != NULL)
-		return 0;
-	setenv("ENTRA_PAM_PRELOADED", "1", 1);
-	snprintf(shim, sizeof(shim), "%s/tests/pam/.libs/pam_shim.so", b && *b ? b : TEST_BUILDDIR);
-	setenv("LD_PRELOAD", shim, 1);
-	setenv("ASAN_OPTIONS", "verify_asan_link_order=0", 0);
-	execv(argv[0], argv);
-	perror("execv");
-	return -1;
-}
-
 static int group_setup(void **state)
 {
 	(void)state;
@@ -660,7 +644,7 @@ int main(int argc, char **argv)
 	};
 
 	(void)argc;
-	if (preload_shim(argv) < 0)
+	if (harness_preload_shim(argv) < 0)
 		return 1;
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -2,6 +2,7 @@
 #include "pam_harness.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -186,27 +187,40 @@ int harness_sudolike_service(const char *name)
 #endif
 #endif
 
-int harness_preload(char **argv)
+static int preload(char **argv, bool shim)
 {
-	char shim[512];
+	char path[512];
 
 	if (getenv("ENTRA_PAM_PRELOADED") != NULL)
 		return 0;
 	setenv("ENTRA_PAM_PRELOADED", "1", 1);
-#ifdef SANITIZED
-	snprintf(shim, sizeof(shim), "%s/tests/pam/.libs/pam_shim.so", builddir());
-	setenv("LD_PRELOAD", shim, 1);
-	setenv("ASAN_OPTIONS", "verify_asan_link_order=0", 0);
-#else
-	(void)shim;
-	setenv("PAM_WRAPPER", "1", 1);
-	setenv("PAM_WRAPPER_DEBUGLEVEL", "2", 1);
-	setenv("LD_PRELOAD", "libpam_wrapper.so", 1);
-#endif
+	if (shim) {
+		snprintf(path, sizeof(path), "%s/tests/pam/.libs/pam_shim.so", builddir());
+		setenv("LD_PRELOAD", path, 1);
+		setenv("ASAN_OPTIONS", "verify_asan_link_order=0", 0);
+	} else {
+		setenv("PAM_WRAPPER", "1", 1);
+		setenv("PAM_WRAPPER_DEBUGLEVEL", "2", 1);
+		setenv("LD_PRELOAD", "libpam_wrapper.so", 1);
+	}
 	/* argv[0], not /proc/self/exe: under valgrind the latter is valgrind. */
 	execv(argv[0], argv);
 	perror("execv");
 	return -1;
+}
+
+int harness_preload(char **argv)
+{
+#ifdef SANITIZED
+	return preload(argv, true);
+#else
+	return preload(argv, false);
+#endif
+}
+
+int harness_preload_shim(char **argv)
+{
+	return preload(argv, true);
 }
 
 

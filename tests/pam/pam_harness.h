@@ -47,6 +47,10 @@ extern struct harness H;
  * 0 when preloaded already, -1 when the re-exec failed. */
 int harness_preload(char **argv);
 
+/* The same, always with pam_shim.so: it needs no per-process set-up, so
+ * tests that fork many PAM processes at once use it. */
+int harness_preload_shim(char **argv);
+
 /* Start the fake and lay out config, services and directories; returns
  * 0 or -1 (a message is printed). */
 int harness_start(void);
