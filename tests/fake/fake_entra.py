@@ -641,6 +641,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.url_path = url.path
         self.query = {k: v[-1] for k, v in urllib.parse.parse_qs(url.query, keep_blank_values=True).items()}
         status = 500
+        recorded = False
         try:
             try:
                 if method == "POST":
@@ -652,11 +653,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 raise Reply(404, jdump({"error": "not_found", "error_description": "no such endpoint: %s" % url.path}))
             except Reply as r:
                 status = r.status
+                # Counted before the answer leaves: a client that reads the
+                # counters right after its response must see its request.
+                if self.endpoint:
+                    self.record(method, status)
+                    recorded = True
                 self.send(r)
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError, socket.timeout):
             self.close_connection = True
         finally:
-            if self.endpoint:
+            if self.endpoint and not recorded:
                 self.record(method, status)
 
     def read_form(self):
