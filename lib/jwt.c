@@ -106,7 +106,7 @@ static unsigned char *b64url_member(struct json_object *obj, const char *key, si
 	return out;
 }
 
-static EVP_PKEY *pkey_fromdata(const char *type, OSSL_PARAM_BLD *bld)
+static EVP_PKEY *pkey_fromdata(const char *type, OSSL_PARAM_BLD *bld, bool validate)
 {
 	OSSL_PARAM *params = OSSL_PARAM_BLD_to_param(bld);
 	EVP_PKEY_CTX *ctx = NULL, *check = NULL;
@@ -118,7 +118,10 @@ static EVP_PKEY *pkey_fromdata(const char *type, OSSL_PARAM_BLD *bld)
 	if (ctx == NULL || EVP_PKEY_fromdata_init(ctx) != 1 ||
 	    EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) != 1)
 		goto out;
-	/* Point on the curve, RSA modulus odd and without small factors... */
+	/* Point on the curve, RSA modulus composite and without small
+	 * factors... (importing an EC point already checks it is on the curve) */
+	if (!validate)
+		goto out;
 	check = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
 	if (check == NULL || EVP_PKEY_public_check(check) != 1) {
 		EVP_PKEY_free(pkey);
@@ -132,7 +135,7 @@ out:
 	return pkey;
 }
 
-static EVP_PKEY *rsa_from_jwk(struct json_object *jwk)
+static EVP_PKEY *rsa_from_jwk(struct json_object *jwk, bool validate)
 {
 	unsigned char *n_bin = NULL, *e_bin = NULL;
 	size_t n_len = 0, e_len = 0;
@@ -150,13 +153,14 @@ static EVP_PKEY *rsa_from_jwk(struct json_object *jwk)
 	if (n == NULL || e == NULL)
 		goto out;
 	bits = BN_num_bits(n);
-	if (bits < RSA_MIN_BITS || bits > RSA_MAX_BITS || !BN_is_odd(e) || BN_is_one(e))
+	if (bits < RSA_MIN_BITS || bits > RSA_MAX_BITS || !BN_is_odd(n) || !BN_is_odd(e) ||
+	    BN_is_one(e))
 		goto out;
 	bld = OSSL_PARAM_BLD_new();
 	if (bld == NULL || OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n) != 1 ||
 	    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e) != 1)
 		goto out;
-	pkey = pkey_fromdata("RSA", bld);
+	pkey = pkey_fromdata("RSA", bld, validate);
 out:
 	OSSL_PARAM_BLD_free(bld);
 	BN_free(n);
@@ -166,7 +170,7 @@ out:
 	return pkey;
 }
 
-static EVP_PKEY *ec_from_jwk(struct json_object *jwk)
+static EVP_PKEY *ec_from_jwk(struct json_object *jwk, bool validate)
 {
 	unsigned char *x = NULL, *y = NULL, point[65];
 	size_t x_len = 0, y_len = 0;
@@ -188,7 +192,7 @@ static EVP_PKEY *ec_from_jwk(struct json_object *jwk)
 	    OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, "prime256v1", 0) != 1 ||
 	    OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, point, sizeof(point)) != 1)
 		goto out;
-	pkey = pkey_fromdata("EC", bld);
+	pkey = pkey_fromdata("EC", bld, validate);
 out:
 	OSSL_PARAM_BLD_free(bld);
 	free(x);
@@ -202,7 +206,8 @@ static bool has_member(struct json_object *obj, const char *key)
 }
 
 /* 1 = usable key stored in *out, 0 = skipped, -ENOMEM. */
-static int parse_jwk(struct json_object *jwk, const struct entra_jwks *sofar, struct entra_jwk *out)
+static int parse_jwk(struct json_object *jwk, const struct entra_jwks *sofar, bool validate,
+		     struct entra_jwk *out)
 {
 	const char *kty, *use, *kid, *alg, *issuer;
 	EVP_PKEY *pkey;
@@ -232,12 +237,12 @@ static int parse_jwk(struct json_object *jwk, const struct entra_jwks *sofar, st
 	if (strcmp(kty, "RSA") == 0) {
 		/* An RSA key verifies PS256 only when it says so. */
 		alg = (alg != NULL && strcmp(alg, "PS256") == 0) ? "PS256" : "RS256";
-		pkey = rsa_from_jwk(jwk);
+		pkey = rsa_from_jwk(jwk, validate);
 	} else if (strcmp(kty, "EC") == 0) {
 		if (alg != NULL && strcmp(alg, "ES256") != 0)
 			return 0;
 		alg = "ES256";
-		pkey = ec_from_jwk(jwk);
+		pkey = ec_from_jwk(jwk, validate);
 	} else {
 		return 0;
 	}
@@ -260,7 +265,7 @@ static int parse_jwk(struct json_object *jwk, const struct entra_jwks *sofar, st
 	return 1;
 }
 
-int entra_jwks_parse(const char *json, size_t len, struct entra_jwks *out)
+static int jwks_parse(const char *json, size_t len, bool validate, struct entra_jwks *out)
 {
 	struct json_object *doc = NULL, *keys;
 	size_t n;
@@ -285,7 +290,7 @@ int entra_jwks_parse(const char *json, size_t len, struct entra_jwks *out)
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++) {
-		int r = parse_jwk(json_object_array_get_idx(keys, i), out,
+		int r = parse_jwk(json_object_array_get_idx(keys, i), out, validate,
 				  &out->keys[out->count]);
 
 		if (r < 0) {
@@ -300,6 +305,16 @@ out:
 	if (rc < 0)
 		entra_jwks_free(out);
 	return rc;
+}
+
+int entra_jwks_parse(const char *json, size_t len, struct entra_jwks *out)
+{
+	return jwks_parse(json, len, true, out);
+}
+
+int entra_jwks_parse_cached(const char *json, size_t len, struct entra_jwks *out)
+{
+	return jwks_parse(json, len, false, out);
 }
 
 void entra_jwks_free(struct entra_jwks *jwks)

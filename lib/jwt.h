@@ -37,6 +37,12 @@ struct entra_jwks {
  * are skipped; a document with no usable key is an error. On error *out is
  * empty. 0 or -EINVAL/-ENOMEM. */
 int entra_jwks_parse(const char *json, size_t len, struct entra_jwks *out);
+
+/* The same for a document that entra_jwks_parse accepted before and that
+ * comes back from a root-only cache written after that check: OpenSSL's
+ * public-key validation (for RSA a Miller-Rabin test of the modulus, some
+ * milliseconds per key) is skipped; the structural checks above stay. */
+int entra_jwks_parse_cached(const char *json, size_t len, struct entra_jwks *out);
 void entra_jwks_free(struct entra_jwks *jwks);
 
 enum entra_jwt_status {

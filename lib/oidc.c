@@ -31,6 +31,7 @@ struct doc {
 	char *body;
 	size_t len;
 	time_t fetched_at;
+	bool from_cache;  /* read back from our cache: it passed parse() before */
 };
 
 static void doc_free(struct doc *d)
@@ -282,6 +283,7 @@ static int cache_read(int dirfd, const char *prefix, const char *suffix, const c
 	}
 	memcpy(out->body, body, out->len);
 	out->body[out->len] = '\0';
+	out->from_cache = true;
 	rc = 0;
 out:
 	json_object_put(obj);
@@ -355,7 +357,10 @@ static int jwks_from_doc(const struct doc *d, struct entra_jwks *out, const stru
 	int rc;
 
 	memset(out, 0, sizeof(*out));
-	rc = entra_jwks_parse(d->body, d->len, out);
+	/* Keys are validated in full when they arrive; the cache only ever
+	 * holds documents that passed, in a root-only directory. */
+	rc = d->from_cache ? entra_jwks_parse_cached(d->body, d->len, out)
+			   : entra_jwks_parse(d->body, d->len, out);
 	if (rc < 0)
 		entra_log(log, LOG_ERR, "oidc: JWKS document holds no usable signing key");
 	return rc;
@@ -375,7 +380,7 @@ static int load_doc(const struct loader *l, int dirfd, const char *prefix,
 		    struct entra_http *http, const struct entra_log *log, time_t now,
 		    bool force_fetch)
 {
-	struct doc cached = { NULL, 0, 0 }, fresh;
+	struct doc cached = { NULL, 0, 0, false }, fresh;
 	bool have_cached = false;
 	int rc;
 

@@ -1048,6 +1048,31 @@ static void test_jwks_weak_and_unusable(void **state)
 	free(ec);
 }
 
+/* OpenSSL's public-key validation runs when keys arrive from the network;
+ * a document read back from our own root-only cache passed it already. */
+static void test_jwks_validated_on_arrival(void **state)
+{
+	/* 2^2048 - 1: odd, 2048 bits, divisible by 3. */
+	char n[343], *doc;
+	struct entra_jwks j;
+	(void)state;
+
+	memset(n, '_', 341);
+	n[341] = 'w';
+	n[342] = '\0';
+	assert_true(asprintf(&doc, "{\"keys\":[{\"kty\":\"RSA\",\"kid\":\"f\",\"n\":\"%s\",\"e\":\"AQAB\"}]}", n) > 0);
+	assert_int_equal(entra_jwks_parse(doc, strlen(doc), &j), -EINVAL);
+	assert_int_equal(entra_jwks_parse_cached(doc, strlen(doc), &j), 0);
+	assert_int_equal(j.count, 1);
+	entra_jwks_free(&j);
+	free(doc);
+	/* The structural checks stay: an even modulus is refused either way. */
+	n[341] = 'g';
+	assert_true(asprintf(&doc, "{\"keys\":[{\"kty\":\"RSA\",\"kid\":\"f\",\"n\":\"%s\",\"e\":\"AQAB\"}]}", n) > 0);
+	assert_int_equal(entra_jwks_parse_cached(doc, strlen(doc), &j), -EINVAL);
+	free(doc);
+}
+
 static void test_jwks_parse_details(void **state)
 {
 	struct entra_jwks j;
@@ -1166,6 +1191,7 @@ int main(void)
 		cmocka_unit_test(test_required_claims),
 		cmocka_unit_test(test_hostile_values_untouched),
 		cmocka_unit_test(test_jwks_weak_and_unusable),
+		cmocka_unit_test(test_jwks_validated_on_arrival),
 		cmocka_unit_test(test_jwks_parse_details),
 		cmocka_unit_test(test_key_rollover),
 		cmocka_unit_test(test_decode_unverified),
