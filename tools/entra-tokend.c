@@ -825,7 +825,8 @@ static void wipe_member(struct json_object *obj, const char *key)
 }
 
 /* The refresh token of a person's session from run_dir/private/<id>,
- * checked against the registration. malloc'd secret or NULL (logged). */
+ * checked against the registration. malloc'd secret or NULL (logged). The
+ * parsed copies of the entry's secrets are wiped before they are freed. */
 static char *read_private_store(const char *id, uid_t uid, const char *user)
 {
 	struct entra_buf text;
@@ -868,7 +869,9 @@ static char *read_private_store(const char *id, uid_t uid, const char *user)
 	} else {
 		out = strdup(rt);
 	}
+	/* The entry holds the session's first access token too. */
 	wipe_member(obj, "refresh_token");
+	wipe_member(obj, "access_token");
 	json_object_put(obj);
 	return out;
 }
