@@ -22,10 +22,12 @@
 #include "config.h"
 #include "fsutil.h"
 #include "http.h"
+#include "json.h"
 #include "log.h"
 #include "login.h"
 #include "names.h"
 #include "oidc.h"
+#include "tokend.h"
 #include "policy.h"
 #include "userdb.h"
 #include "userdb_config.h"
@@ -46,7 +48,7 @@ static const char usage_text[] =
 	"                                  pre-provision a user before the first login\n"
 	"  users remove NAME|OBJECT-ID     forget a user (the uid may be reused)\n"
 	"  sync                            write the config's rules into the database\n"
-	"  status                          database health, caches, live sessions\n"
+	"  status                          database health, caches, live sessions, token service\n"
 	"  check [--offline]               validate config, permissions, discovery and JWKS\n"
 	"\n"
 	"options:\n"
@@ -392,6 +394,48 @@ static void status_sessions(const char *dir)
 	       users == 1 ? "" : "s");
 }
 
+/* The token service: is it answering, and how many sessions does it hold?
+ * Informational: sessions open without it (no IDENTITY_ENDPOINT). */
+static void status_tokend(const struct entra_config *cfg)
+{
+	struct json_object *answer = NULL, *list;
+	size_t people = 0, managed = 0, n;
+	int rc;
+
+	printf("token service (%s):\n", cfg->tokend_socket);
+	rc = entra_tokend_call(cfg->tokend_socket, "{\"op\":\"list\"}", &answer,
+			       ENTRA_TOKEND_CLIENT_TIMEOUT_MS);
+	if (rc == -ENOENT || rc == -ECONNREFUSED) {
+		printf("  not running: sessions open without IDENTITY_ENDPOINT (enable entra-tokend.socket)\n");
+		return;
+	}
+	if (rc < 0) {
+		printf("  not answering: %s\n", strerror(-rc));
+		return;
+	}
+	if (!json_object_object_get_ex(answer, "sessions", &list) ||
+	    !json_object_is_type(list, json_type_array)) {
+		const char *err = entra_json_get_string(answer, "error");
+
+		printf("  refused the query: %s%s\n", err != NULL ? err : "no reason given",
+		       geteuid() != 0 ? " (ask as root)" : "");
+		json_object_put(answer);
+		return;
+	}
+	n = json_object_array_length(list);
+	for (size_t i = 0; i < n; i++) {
+		const char *kind = entra_json_get_string(json_object_array_get_idx(list, i), "identity_kind");
+
+		if (kind != NULL && strcmp(kind, "managed-identity") == 0)
+			managed++;
+		else
+			people++;
+	}
+	printf("  running: %zu registered session%s (%zu of people, %zu of managed identities), tokens at 127.0.0.1:%d\n",
+	       n, n == 1 ? "" : "s", people, managed, cfg->tokend_port);
+	json_object_put(answer);
+}
+
 static int status(const struct entra_config *cfg)
 {
 	struct entra_userdb *db = NULL;
@@ -427,6 +471,7 @@ static int status(const struct entra_config *cfg)
 	}
 	status_caches(cfg->cache_dir);
 	status_sessions(cfg->run_dir);
+	status_tokend(cfg);
 	return ret;
 }
 

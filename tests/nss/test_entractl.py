@@ -25,7 +25,8 @@ def write_config(c, name, extra=""):
                 "authority = https://127.0.0.1:9\n"
                 "user_mapping = upn\n"
                 "allowed_domains = contoso.com\n"
-                "db_dir = %s/db\ncache_dir = %s/cache\nrun_dir = %s/run\n" % (c.dir, c.dir, c.dir) + extra)
+                "db_dir = %s/db\ncache_dir = %s/cache\nrun_dir = %s/run\n"
+                "tokend_socket = %s/tokend.sock\n" % (c.dir, c.dir, c.dir, c.dir) + extra)
     os.chmod(path, 0o644)
     return path
 
@@ -95,6 +96,7 @@ def status_good_missing_and_corrupt(c):
     assert "state:      valid" in out and "users:      1 (1 admin in entra-admins" in out, out
     assert "JWKS" in out and "age" in out, out
     assert "uid 1900000123: 1 session" in out and "1 live session of 1 user" in out, out
+    assert ("token service (%s/tokend.sock):\n  not running" % c.dir) in out, out
     db = os.path.join(c.dir, "db", "users.db")
     with open(db, "r+b") as f:
         f.seek(250)

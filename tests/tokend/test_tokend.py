@@ -306,6 +306,20 @@ def managed_identity_session(rig):
 
 
 @test
+def entractl_status_reports_the_daemon(rig):
+    s = rig.make_session(UID_B, user="svc-train", kind="managed-identity")
+    kinds = [v["identity_kind"] for v in rig.listed().values()]
+    people, managed = kinds.count("user"), kinds.count("managed-identity")
+    assert managed >= 1 and people >= 1, kinds
+    entractl = os.path.join(os.environ.get("ENTRA_BUILDDIR", "."), "tools", "entractl")
+    p = subprocess.run([entractl, "--config", rig.conf, "status"], capture_output=True, text=True)
+    want = "running: %d registered sessions (%d of people, %d of managed identities), tokens at 127.0.0.1:%d" % (
+        people + managed, people, managed, rig.port)
+    assert ("token service (%s):" % rig.sock) in p.stdout and want in p.stdout, p.stdout
+    rig.call({"op": "unregister", "session_id": s["id"]})
+
+
+@test
 def closed_session_is_refused(rig):
     s = rig.make_session(UID_C)
     [r] = rig.get(UID_C, s["secret"], MGMT)
