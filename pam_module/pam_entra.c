@@ -75,6 +75,9 @@ struct login_data {
 struct session_data {
 	char id[ENTRA_SESSION_ID_LEN + 1];
 	uid_t uid;
+	/* false when registration found no token service (nothing was
+	 * sent): close_session has nothing to tell it. */
+	bool tokend_may_know;
 };
 
 static void emit_syslog(void *host, int priority, const char *line)
@@ -577,9 +580,15 @@ static int start_session(pam_handle_t *pamh, const struct module_state *st,
 	entra_session_env_free(&env);
 	/* The token service is optional: without it the session keeps its
 	 * token file (the reason is logged by entra_tokend_register_session). */
-	if (rc == PAM_SUCCESS && entra_tokend_register_session(st->cfg, sd->id, req, &env, &st->log) == 0 &&
-	    put_env(pamh, &env) != PAM_SUCCESS)
-		entra_tokend_unregister_session(st->cfg, sd->id, &st->log);
+	if (rc == PAM_SUCCESS) {
+		int reg = entra_tokend_register_session(st->cfg, sd->id, req, &env, &st->log);
+
+		sd->tokend_may_know = reg != -ENOENT && reg != -ECONNREFUSED;
+		if (reg == 0 && put_env(pamh, &env) != PAM_SUCCESS) {
+			entra_tokend_unregister_session(st->cfg, sd->id, &st->log);
+			sd->tokend_may_know = false;
+		}
+	}
 	entra_session_env_free(&env);
 	return rc;
 }
@@ -771,6 +780,7 @@ EXPORT int pam_sm_close_session(pam_handle_t *pamh, int flags, int argc, const c
 	const struct session_data *sd = NULL;
 	struct local_account acct;
 	const char *user = NULL, *id;
+	bool tokend_may_know = true;
 	uid_t uid;
 	int rc;
 
@@ -781,6 +791,7 @@ EXPORT int pam_sm_close_session(pam_handle_t *pamh, int flags, int argc, const c
 	if (pam_get_data(pamh, DATA_SESSION, (const void **)&sd) == PAM_SUCCESS && sd != NULL) {
 		id = sd->id;
 		uid = sd->uid;
+		tokend_may_know = sd->tokend_may_know;
 	} else {
 		/* A different handle closes the session (e.g. a re-exec): the
 		 * id travels in the PAM environment. */
@@ -793,7 +804,8 @@ EXPORT int pam_sm_close_session(pam_handle_t *pamh, int flags, int argc, const c
 		}
 		uid = acct.uid;
 	}
-	entra_tokend_unregister_session(st.cfg, id, &st.log);
+	if (tokend_may_know)
+		entra_tokend_unregister_session(st.cfg, id, &st.log);
 	rc = entra_session_close(st.cfg, id, uid, &st.log) == 0 ? PAM_SUCCESS : PAM_SESSION_ERR;
 out:
 	free_state(&st);
