@@ -134,8 +134,9 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 
 static const struct key_def *find_key(const char *name)
 {
+	/* The first byte first: most keys are skipped without a call. */
 	for (size_t i = 0; i < NKEYS; i++)
-		if (strcmp(keys[i].name, name) == 0)
+		if (keys[i].name[0] == name[0] && strcmp(keys[i].name, name) == 0)
 			return &keys[i];
 	return NULL;
 }
@@ -451,8 +452,14 @@ struct entra_config *entra_config_new(void)
 	cfg->tokend_port = ENTRA_TOKEND_DEFAULT_PORT;
 	cfg->rbac_cache_ttl = 300;
 	cfg->check_owner = true;
+	/* Constants, checked by the setter in the unit tests (test_config's
+	 * defaults test): copied here without parsing, at every PAM handle. */
 	for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++) {
-		if (entra_config_set(cfg, defaults[i].key, defaults[i].value, NULL, 0) < 0) {
+		const struct key_def *k = find_key(defaults[i].key);
+		int rc = k->type == KEY_LIST ? set_list(list_field(cfg, k), defaults[i].value, k->name, NULL, 0)
+					     : replace_string(str_field(cfg, k), defaults[i].value);
+
+		if (rc < 0) {
 			entra_config_free(cfg);
 			return NULL;
 		}

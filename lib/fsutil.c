@@ -101,13 +101,18 @@ int entra_dir_open_or_create_at(int dirfd, const char *name, mode_t mode, uid_t 
 	if (!component_ok(name))
 		return -EINVAL;
 	mode &= 07777;
-	/* Created with no access for anyone else; owner and mode are set on
-	 * the opened fd below, so the path is never trusted twice. */
-	if (mkdirat(dirfd, name, 0700) == 0)
-		created = true;
-	else if (errno != EEXIST)
-		return -errno;
+	/* Usually there: opened first, created only when missing (one system
+	 * call less on every session). Created with no access for anyone
+	 * else; owner and mode are set on the opened fd below, so the path is
+	 * never trusted twice. */
 	fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT) {
+		if (mkdirat(dirfd, name, 0700) == 0)
+			created = true;
+		else if (errno != EEXIST)
+			return -errno;
+		fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	}
 	if (fd < 0)
 		return dir_open_error(dirfd, name);
 	if (fstat(fd, &st) != 0) {

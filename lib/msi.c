@@ -6,6 +6,7 @@
 #include "buf.h"
 #include "fsutil.h"
 #include "json.h"
+#include "b64.h"
 #include "names.h"
 
 #include <ctype.h>
@@ -36,6 +37,7 @@
 struct msi_ctx {
 	const struct entra_msi_request *req;
 	struct entra_http *http;
+	bool own_http;          /* http was made here from req->http_options */
 	const struct entra_log *log;
 	struct entra_msi_token *out;
 	enum entra_msi_source source;
@@ -678,6 +680,13 @@ static int attempt(struct msi_ctx *c, const char *url, struct entra_http_respons
 	*final = false;
 	memset(resp, 0, sizeof(*resp));
 	resp->retry_after = -1;
+	if (c->http == NULL && c->req->http_options != NULL) {
+		c->http = entra_http_new(c->req->http_options, c->log);
+		if (c->http != NULL) {
+			c->own_http = true;
+			entra_http_set_deadline(c->http, c->real_deadline);
+		}
+	}
 	if (c->http == NULL) {
 		*final = true;
 		return fail(c, -EINVAL, "no HTTP handle");
@@ -738,17 +747,71 @@ static int attempt(struct msi_ctx *c, const char *url, struct entra_http_respons
 /* ---- responses ---- */
 
 /* RFC 6750 b64token: what a bearer token may contain. */
+static bool is_b64token_char(unsigned char ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+	       ch == '-' || ch == '.' || ch == '_' || ch == '~' || ch == '+' || ch == '/';
+}
+
 static bool is_b64token(const char *s)
 {
 	size_t i = 0;
 
-	while (s[i] != '\0' && (isalnum((unsigned char)s[i]) || strchr("-._~+/", s[i]) != NULL))
+	while (is_b64token_char((unsigned char)s[i]))
 		i++;
 	if (i == 0)
 		return false;
 	while (s[i] == '=')
 		i++;
 	return s[i] == '\0';
+}
+
+/* A tenant or object id fit for the session record and the cache: a GUID
+ * or a domain in practice; nothing that would need quoting. */
+static bool id_is_plain(const char *v)
+{
+	size_t n = 0;
+
+	for (; v[n] != '\0'; n++)
+		if (!isalnum((unsigned char)v[n]) && v[n] != '-' && v[n] != '.' && v[n] != '_')
+			return false;
+	return n > 0 && n <= 128;
+}
+
+/* A plain string claim of claims, copied, or NULL. */
+static char *claim_copy(struct json_object *claims, const char *name)
+{
+	const char *v = entra_json_get_string(claims, name);
+
+	return v != NULL && id_is_plain(v) ? strdup(v) : NULL;
+}
+
+/* tid and oid of a JWT access token, for the session's description (the
+ * token is the endpoint's, not ours to verify: only the payload is read).
+ * Missing claims, or a token that is not a JWS, leave them NULL. */
+static void describe_token(struct entra_msi_token *tok)
+{
+	const char *payload, *end;
+	struct json_object *claims;
+	unsigned char *json = NULL;
+	size_t len = 0;
+
+	free(tok->tenant_id);
+	free(tok->object_id);
+	tok->tenant_id = NULL;
+	tok->object_id = NULL;
+	payload = tok->access_token ? strchr(tok->access_token, '.') : NULL;
+	end = payload ? strchr(payload + 1, '.') : NULL;
+	if (end == NULL || strchr(end + 1, '.') != NULL ||
+	    entra_b64url_decode(payload + 1, (size_t)(end - payload - 1), &json, &len) < 0)
+		return;
+	claims = entra_json_parse_object((const char *)json, len);
+	free(json);
+	if (claims == NULL)
+		return;
+	tok->tenant_id = claim_copy(claims, "tid");
+	tok->object_id = claim_copy(claims, "oid");
+	json_object_put(claims);
 }
 
 static int parse_success(struct msi_ctx *c, const struct entra_http_response *resp, int64_t now)
@@ -812,6 +875,7 @@ static int parse_success(struct msi_ctx *c, const struct entra_http_response *re
 	c->out->refresh_on = life >= ENTRA_MSI_HALF_LIFE_MIN ? now + life / 2 : exp_on - ENTRA_MSI_REFRESH_MARGIN;
 	c->out->source = c->source;
 	c->out->from_cache = false;
+	describe_token(c->out);
 	return 0;
 }
 
@@ -954,8 +1018,11 @@ static int cache_key(struct msi_ctx *c, char hex[65])
 	entra_buf_free(&k);
 	if (rc < 0 || mdlen != sizeof(md))
 		return rc < 0 ? rc : -EIO;
-	for (i = 0; i < 32; i++)
-		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+	for (i = 0; i < 32; i++) {
+		hex[2 * i] = "0123456789abcdef"[md[i] >> 4];
+		hex[2 * i + 1] = "0123456789abcdef"[md[i] & 15];
+	}
+	hex[64] = '\0';
 	return 0;
 }
 
@@ -975,14 +1042,82 @@ static int cache_open(struct msi_ctx *c)
 	return dfd;
 }
 
+/* "key":"value" then sep at *p, value free of '"' and '\\'; the value is
+ * cut in place. NULL if the text is not exactly that. */
+static char *take_string(char **p, const char *key, char sep)
+{
+	size_t n = strlen(key);
+	char *v, *q;
+
+	if ((*p)[0] != '"' || strncmp(*p + 1, key, n) != 0 || strncmp(*p + 1 + n, "\":\"", 3) != 0)
+		return NULL;
+	v = *p + n + 4;
+	q = strpbrk(v, "\"\\");
+	if (q == NULL || *q != '"' || q[1] != sep)
+		return NULL;
+	*q = '\0';
+	*p = q + 2;
+	return v;
+}
+
+/* "key":digits then sep at *p: a positive number of at most 18 digits. */
+static bool take_number(char **p, const char *key, char sep, int64_t *out)
+{
+	size_t n = strlen(key), digits = 0;
+	int64_t v = 0;
+	char *q;
+
+	if ((*p)[0] != '"' || strncmp(*p + 1, key, n) != 0 || strncmp(*p + 1 + n, "\":", 2) != 0)
+		return false;
+	q = *p + n + 3;
+	for (; *q >= '0' && *q <= '9' && digits < 18; q++, digits++)
+		v = v * 10 + (*q - '0');
+	if (digits == 0 || *q != sep || v <= 0)
+		return false;
+	*out = v;
+	*p = q + 1;
+	return true;
+}
+
+/* The exact layout cache_write produces, read without the general JSON
+ * parser: a warm service session reads the cache every time, and parsing
+ * a token-sized document costs more than the rest of the session. Any
+ * other text (an older layout, an edit) returns false and goes through
+ * the JSON parser. Fields are cut in place in text. */
+static bool read_own_layout(char *text, size_t len, const char **at, const char **res,
+			    const char **src, const char **tid, const char **oid, int64_t *exp_on,
+			    int64_t *ref_on)
+{
+	char *p = text, *type;
+
+	if (len < 2 || text[0] != '{' || strcmp(text + len - 2, "}\n") != 0)
+		return false;
+	p++;
+	return (*at = take_string(&p, "access_token", ',')) != NULL &&
+	       (type = take_string(&p, "token_type", ',')) != NULL && strcmp(type, "Bearer") == 0 &&
+	       (*res = take_string(&p, "resource", ',')) != NULL &&
+	       (*src = take_string(&p, "source", ',')) != NULL &&
+	       (*tid = take_string(&p, "tenant_id", ',')) != NULL &&
+	       (*oid = take_string(&p, "object_id", ',')) != NULL &&
+	       take_number(&p, "expires_on", ',', exp_on) && take_number(&p, "refresh_on", '}', ref_on) &&
+	       p == text + len - 1;
+}
+
+/* A copy of a cached tenant or object id ("" is none). */
+static char *cached_id(const char *v)
+{
+	return v != NULL && id_is_plain(v) ? strdup(v) : NULL;
+}
+
 /* Load a cache entry into tok. 0, or -errno if absent, unsafe or corrupt. */
 static int cache_read(struct msi_ctx *c, int dfd, const char *name, struct entra_msi_token *tok)
 {
 	struct entra_buf b;
-	struct json_object *obj;
+	struct json_object *obj = NULL;
 	struct stat st;
-	const char *at, *res, *src;
-	int64_t exp_on, ref_on;
+	const char *at, *res, *src, *tid = NULL, *oid = NULL;
+	int64_t exp_on = 0, ref_on = 0;
+	bool own;
 	int rc;
 
 	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
@@ -992,18 +1127,22 @@ static int cache_read(struct msi_ctx *c, int dfd, const char *name, struct entra
 	rc = entra_read_file_trusted(dfd, name, MAX_CACHE_FILE, geteuid(), &b);
 	if (rc < 0)
 		return rc;
-	obj = entra_json_parse_object(b.data ? b.data : "", b.len);
-	entra_buf_free(&b);
-	if (obj == NULL)
-		return -EPROTO;
-	at = entra_json_get_string(obj, "access_token");
-	res = entra_json_get_string(obj, "resource");
-	src = entra_json_get_string(obj, "source");
+	own = read_own_layout(b.data, b.len, &at, &res, &src, &tid, &oid, &exp_on, &ref_on);
+	if (!own) {
+		obj = entra_json_parse_object(b.data ? b.data : "", b.len);
+		entra_buf_free(&b);
+		if (obj == NULL)
+			return -EPROTO;
+		at = entra_json_get_string(obj, "access_token");
+		res = entra_json_get_string(obj, "resource");
+		src = entra_json_get_string(obj, "source");
+		if (entra_json_get_int64(obj, "expires_on", &exp_on) < 0 ||
+		    entra_json_get_int64(obj, "refresh_on", &ref_on) < 0)
+			exp_on = ref_on = 0;
+	}
 	rc = -EPROTO;
 	if (at != NULL && strlen(at) <= MAX_TOKEN && is_b64token(at) && res != NULL && !has_bad_char(res) &&
-	    src != NULL && strcmp(src, entra_msi_source_name(c->source)) == 0 &&
-	    entra_json_get_int64(obj, "expires_on", &exp_on) == 0 &&
-	    entra_json_get_int64(obj, "refresh_on", &ref_on) == 0 && exp_on > 0 && ref_on > 0 &&
+	    src != NULL && strcmp(src, entra_msi_source_name(c->source)) == 0 && exp_on > 0 && ref_on > 0 &&
 	    ref_on <= exp_on) {
 		tok->access_token = strdup(at);
 		tok->resource = strdup(res);
@@ -1013,12 +1152,22 @@ static int cache_read(struct msi_ctx *c, int dfd, const char *name, struct entra
 		tok->source = c->source;
 		tok->from_cache = true;
 		rc = 0;
+		/* The description travels with the token; an entry of
+		 * another layout is described now. */
+		if (own) {
+			tok->tenant_id = cached_id(tid);
+			tok->object_id = cached_id(oid);
+		} else {
+			describe_token(tok);
+		}
 		if (tok->access_token == NULL || tok->resource == NULL || tok->token_type == NULL) {
 			entra_msi_token_clear(tok);
 			rc = -ENOMEM;
 		}
 	}
 	json_object_put(obj);
+	if (own)
+		entra_buf_free(&b);
 	return rc;
 }
 
@@ -1051,6 +1200,10 @@ static int cache_write(struct msi_ctx *c, int dfd, const char *name, const struc
 		rc = json_put_string(&b, "resource", tok->resource);
 	if (rc == 0)
 		rc = json_put_string(&b, "source", entra_msi_source_name(c->source));
+	if (rc == 0)
+		rc = json_put_string(&b, "tenant_id", tok->tenant_id ? tok->tenant_id : "");
+	if (rc == 0)
+		rc = json_put_string(&b, "object_id", tok->object_id ? tok->object_id : "");
 	if (rc == 0)
 		rc = entra_buf_printf(&b, "\"expires_on\":%lld,\"refresh_on\":%lld}\n",
 				      (long long)tok->expires_on, (long long)tok->refresh_on);
@@ -1230,6 +1383,8 @@ done:
 			  entra_msi_source_name(c.source), out->resource, (long long)out->expires_on,
 			  out->from_cache ? " (cached)" : "");
 	}
+	if (c.own_http)
+		entra_http_free(c.http);
 	free(c.base_url);
 	free(c.resource);
 	return rc;
@@ -1242,9 +1397,13 @@ void entra_msi_token_clear(struct entra_msi_token *tok)
 	entra_free_secret(tok->access_token);
 	free(tok->resource);
 	free(tok->token_type);
+	free(tok->tenant_id);
+	free(tok->object_id);
 	tok->access_token = NULL;
 	tok->resource = NULL;
 	tok->token_type = NULL;
+	tok->tenant_id = NULL;
+	tok->object_id = NULL;
 	tok->expires_on = 0;
 	tok->refresh_on = 0;
 }

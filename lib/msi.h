@@ -67,6 +67,10 @@ struct entra_msi_request {
 	 * cache_dir/msi/, 0700, owned by the effective uid. NULL: no cache. */
 	const char *cache_dir;
 	long total_ms;          /* budget for fetching (and waiting for the lock); 0: default */
+	/* When the caller passes no http handle: one is made from these only
+	 * if a request is needed, so that a warm cache costs no TLS set-up.
+	 * NULL with no handle: every request fails (-EINVAL). */
+	const struct entra_http_options *http_options;
 	const struct entra_msi_hooks *hooks; /* NULL: real clock and sleep */
 	/* TESTS ONLY: replaces ENTRA_MSI_ARC_TOKEN_DIR. The PAM module and the
 	 * tools never set it. */
@@ -79,6 +83,12 @@ struct entra_msi_token {
 	int64_t refresh_on;     /* epoch seconds: fetch a new one from then on */
 	char *resource;         /* as returned, or as requested */
 	char *token_type;       /* "Bearer" */
+	/* tid and oid of the token when it is a JWT carrying them (values
+	 * checked with entra_value_is_safe), else NULL. Read without any
+	 * verification: for describing a session, never for a decision.
+	 * Kept in the cache so that a warm read decodes nothing. */
+	char *tenant_id;
+	char *object_id;
 	enum entra_msi_source source;
 	bool from_cache;
 	char error[256];        /* on failure: a sentence for the admin (also logged) */
@@ -97,8 +107,9 @@ struct entra_msi_token {
  *   -ETIMEDOUT retries exhausted within total_ms (last reason in error)
  *   -EINVAL    bad request (no resource, two identity ids, bad chars)
  *   -ENOMEM
- * http is the caller's handle (allow_plain_http set); its deadline is set
- * to the end of the budget. With cache_dir, a fresh cached token is
+ * http is the caller's handle (allow_plain_http set), or NULL to have one
+ * made from req->http_options when needed; its deadline is set to the end
+ * of the budget. With cache_dir, a fresh cached token is
  * returned without a request; when a refresh fails, a cached token that is
  * still valid is returned (logged as a warning). */
 int entra_msi_get_token(const struct entra_msi_request *req, struct entra_http *http,

@@ -27,7 +27,6 @@
 #include "config.h"
 #include "log.h"
 #include "http.h"
-#include "jwt.h"
 #include "login.h"
 #include "msi.h"
 #include "names.h"
@@ -39,12 +38,24 @@
 
 #define DATA_LOGIN "pam_entra_login"
 #define DATA_SESSION "pam_entra_session"
+#define DATA_CONFIG "pam_entra_config"
 #define ENV_PENDING "PAM_ENTRA_PENDING" /* handle of the login kept for open_session */
 #define EXPORT __attribute__((visibility("default")))
 
 struct module_state {
 	struct entra_config *cfg;
+	bool own_cfg; /* not kept with the handle: free_state frees it */
 	struct entra_log log;
+};
+
+/* The configuration parsed for a PAM handle, with the module arguments it
+ * was parsed for. sshd runs auth, account and session of a connection on
+ * one handle: the file is read and checked once per handle, not at every
+ * entry point. A stack line with other arguments parses its own. */
+struct handle_config {
+	struct entra_config *cfg;
+	int argc;
+	char **argv;
 };
 
 /* What authenticate learned, for acct_mgmt and open_session. */
@@ -64,6 +75,9 @@ struct login_data {
 struct session_data {
 	char id[ENTRA_SESSION_ID_LEN + 1];
 	uid_t uid;
+	/* false when registration found no token service (nothing was
+	 * sent): close_session has nothing to tell it. */
+	bool tokend_may_know;
 };
 
 static void emit_syslog(void *host, int priority, const char *line)
@@ -71,19 +85,89 @@ static void emit_syslog(void *host, int priority, const char *line)
 	pam_syslog((pam_handle_t *)host, priority, "%s", line);
 }
 
+static void free_handle_config(struct handle_config *hc)
+{
+	if (hc == NULL)
+		return;
+	entra_config_free(hc->cfg);
+	for (int i = 0; i < hc->argc; i++)
+		free(hc->argv[i]);
+	free(hc->argv);
+	free(hc);
+}
+
+static void cleanup_handle_config(pam_handle_t *pamh, void *data, int error_status)
+{
+	(void)pamh;
+	(void)error_status;
+	free_handle_config(data);
+}
+
+static bool same_args(const struct handle_config *hc, int argc, const char **argv)
+{
+	if (hc->argc != argc)
+		return false;
+	for (int i = 0; i < argc; i++)
+		if (strcmp(hc->argv[i], argv[i]) != 0)
+			return false;
+	return true;
+}
+
+/* Keep cfg with the handle for the next entry point; on any failure it
+ * stays the caller's alone. */
+static void keep_config(pam_handle_t *pamh, struct module_state *st, int argc, const char **argv)
+{
+	struct handle_config *hc = calloc(1, sizeof(*hc));
+
+	if (hc == NULL)
+		return;
+	hc->argv = calloc((size_t)argc + 1, sizeof(char *));
+	if (hc->argv == NULL) {
+		free(hc);
+		return;
+	}
+	for (hc->argc = 0; hc->argc < argc; hc->argc++) {
+		hc->argv[hc->argc] = strdup(argv[hc->argc]);
+		if (hc->argv[hc->argc] == NULL) {
+			free_handle_config(hc);
+			return;
+		}
+	}
+	hc->cfg = st->cfg;
+	/* Replacing an entry runs its cleanup: a configuration of other
+	 * arguments kept before is freed here, and no state of an earlier
+	 * call points at it any more. */
+	if (pam_set_data(pamh, DATA_CONFIG, hc, cleanup_handle_config) != PAM_SUCCESS) {
+		hc->cfg = NULL;
+		free_handle_config(hc);
+		return;
+	}
+	st->own_cfg = false;
+}
+
 /* Config from conf= (or the default path), then module arguments through
- * the same setter. Any error is logged and fails the call. */
+ * the same setter, once per handle and arguments. Any error is logged and
+ * fails the call. */
 static int load_state(pam_handle_t *pamh, int argc, const char **argv, struct module_state *st)
 {
 	const char *path = ENTRA_DEFAULT_CONFIG;
+	const struct handle_config *hc = NULL;
 	char err[512];
 
 	st->log.emit = emit_syslog;
 	st->log.host = pamh;
 	st->log.debug = false;
+	st->own_cfg = false;
+	if (pam_get_data(pamh, DATA_CONFIG, (const void **)&hc) == PAM_SUCCESS && hc != NULL &&
+	    same_args(hc, argc, argv)) {
+		st->cfg = hc->cfg;
+		st->log.debug = st->cfg->debug;
+		return PAM_SUCCESS;
+	}
 	st->cfg = entra_config_new();
 	if (st->cfg == NULL)
 		return PAM_BUF_ERR;
+	st->own_cfg = true;
 	for (int i = 0; i < argc; i++)
 		if (strncmp(argv[i], "conf=", 5) == 0)
 			path = argv[i] + 5;
@@ -98,18 +182,22 @@ static int load_state(pam_handle_t *pamh, int argc, const char **argv, struct mo
 	if (entra_config_validate(st->cfg, err, sizeof(err)) < 0)
 		goto bad;
 	st->log.debug = st->cfg->debug;
+	keep_config(pamh, st, argc, argv);
 	return PAM_SUCCESS;
 bad:
 	pam_syslog(pamh, LOG_ERR, "configuration %s: %s", path, err);
 	entra_config_free(st->cfg);
 	st->cfg = NULL;
+	st->own_cfg = false;
 	return PAM_SERVICE_ERR;
 }
 
 static void free_state(struct module_state *st)
 {
-	entra_config_free(st->cfg);
+	if (st->own_cfg)
+		entra_config_free(st->cfg);
 	st->cfg = NULL;
+	st->own_cfg = false;
 }
 
 static void cleanup_login_data(pam_handle_t *pamh, void *data, int error_status)
@@ -197,17 +285,35 @@ static int begin_call(pam_handle_t *pamh, int argc, const char **argv, struct mo
 	return rc;
 }
 
-static enum entra_account_kind classify(const struct entra_config *cfg, const char *user)
+/* The local account behind a name, looked up once per entry point (each
+ * lookup walks every NSS source). */
+struct local_account {
+	bool exists;
+	uid_t uid;
+	gid_t gid;
+};
+
+static void lookup_account(const char *user, struct local_account *acct)
 {
 	struct passwd pw, *found = NULL;
 	char buf[4096];
-	long uid = -1;
 
+	acct->exists = getpwnam_r(user, &pw, buf, sizeof(buf), &found) == 0 && found != NULL;
+	acct->uid = acct->exists ? found->pw_uid : (uid_t)-1;
+	acct->gid = acct->exists ? found->pw_gid : (gid_t)-1;
+}
+
+static enum entra_account_kind classify(const struct entra_config *cfg, const char *user,
+					struct local_account *acct)
+{
+	struct local_account own;
+
+	if (acct == NULL)
+		acct = &own;
 	/* The uid decides for service_uids, and an existing account outside
 	 * the Entra uid range (sshd, ubuntu, ...) is never an Entra account. */
-	if (getpwnam_r(user, &pw, buf, sizeof(buf), &found) == 0 && found != NULL)
-		uid = (long)found->pw_uid;
-	return entra_classify_account(cfg, user, uid, NULL);
+	lookup_account(user, acct);
+	return entra_classify_account(cfg, user, acct->exists ? (long)acct->uid : -1, NULL);
 }
 
 EXPORT int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
@@ -226,7 +332,7 @@ EXPORT int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const ch
 	rc = begin_call(pamh, argc, argv, &st, &user);
 	if (rc != PAM_SUCCESS)
 		return rc;
-	switch (classify(st.cfg, user)) {
+	switch (classify(st.cfg, user, NULL)) {
 	case ENTRA_ACCOUNT_SERVICE:
 		entra_log(&st.log, LOG_DEBUG, "%s is a service account: authentication left to the stack", user);
 		rc = PAM_IGNORE;
@@ -407,7 +513,7 @@ EXPORT int pam_sm_acct_mgmt(pam_handle_t *pamh, int flags, int argc, const char 
 		/* Not authenticated by us in this transaction (a key, another
 		 * module, or not an Entra account): not our decision. */
 		entra_log(&st.log, LOG_DEBUG, "no Entra login for %s in this transaction: account left to the stack", user);
-		rc = classify(st.cfg, user) == ENTRA_ACCOUNT_NOT_OURS ? not_ours_code(st.cfg, user) : PAM_IGNORE;
+		rc = classify(st.cfg, user, NULL) == ENTRA_ACCOUNT_NOT_OURS ? not_ours_code(st.cfg, user) : PAM_IGNORE;
 		goto out;
 	}
 	if (strcmp(ld->user, user) != 0) {
@@ -434,18 +540,6 @@ EXPORT int pam_sm_acct_mgmt(pam_handle_t *pamh, int flags, int argc, const char 
 out:
 	free_state(&st);
 	return rc;
-}
-
-static int lookup_account(const char *user, uid_t *uid, gid_t *gid)
-{
-	struct passwd pw, *found = NULL;
-	char buf[4096];
-
-	if (getpwnam_r(user, &pw, buf, sizeof(buf), &found) != 0 || found == NULL)
-		return -ENOENT;
-	*uid = found->pw_uid;
-	*gid = found->pw_gid;
-	return 0;
 }
 
 static int put_env(pam_handle_t *pamh, const struct entra_session_env *env)
@@ -486,9 +580,15 @@ static int start_session(pam_handle_t *pamh, const struct module_state *st,
 	entra_session_env_free(&env);
 	/* The token service is optional: without it the session keeps its
 	 * token file (the reason is logged by entra_tokend_register_session). */
-	if (rc == PAM_SUCCESS && entra_tokend_register_session(st->cfg, sd->id, req, &env, &st->log) == 0 &&
-	    put_env(pamh, &env) != PAM_SUCCESS)
-		entra_tokend_unregister_session(st->cfg, sd->id, &st->log);
+	if (rc == PAM_SUCCESS) {
+		int reg = entra_tokend_register_session(st->cfg, sd->id, req, &env, &st->log);
+
+		sd->tokend_may_know = reg != -ENOENT && reg != -ECONNREFUSED;
+		if (reg == 0 && put_env(pamh, &env) != PAM_SUCCESS) {
+			entra_tokend_unregister_session(st->cfg, sd->id, &st->log);
+			sd->tokend_may_know = false;
+		}
+	}
 	entra_session_env_free(&env);
 	return rc;
 }
@@ -508,28 +608,10 @@ static const char *service_client_id(const struct entra_config *cfg, const char 
 	return cfg->service_client_id;
 }
 
-/* The tid and oid of a managed-identity token, for the session's
- * description only (the token is the endpoint's, not ours to verify). */
-static void describe_token(const char *token, char **tenant, char **object_id)
-{
-	struct json_object *claims = entra_jwt_decode_unverified(token), *v;
-
-	*tenant = NULL;
-	*object_id = NULL;
-	if (claims == NULL)
-		return;
-	if (json_object_object_get_ex(claims, "tid", &v) && json_object_is_type(v, json_type_string) &&
-	    entra_value_is_safe(json_object_get_string(v), 128))
-		*tenant = strdup(json_object_get_string(v));
-	if (json_object_object_get_ex(claims, "oid", &v) && json_object_is_type(v, json_type_string) &&
-	    entra_value_is_safe(json_object_get_string(v), 128))
-		*object_id = strdup(json_object_get_string(v));
-	json_object_put(claims);
-}
-
 /* open_session for a local service account: a managed-identity token from
  * the shared cache (or the endpoint), placed per the session contract. */
-static int open_service_session(pam_handle_t *pamh, const struct module_state *st, const char *user)
+static int open_service_session(pam_handle_t *pamh, const struct module_state *st, const char *user,
+				const struct local_account *acct)
 {
 	struct entra_http_options http_opt = {
 		.ca_file = st->cfg->ca_file,
@@ -538,16 +620,13 @@ static int open_service_session(pam_handle_t *pamh, const struct module_state *s
 	};
 	struct entra_msi_token tok;
 	struct entra_session_request req;
-	struct entra_http *http = NULL;
-	char **pam_env = NULL, *tenant = NULL, *object_id = NULL;
+	char **pam_env = NULL;
 	const char *resource = st->cfg->service_resource ? st->cfg->service_resource : st->cfg->resource;
 	bool required = st->cfg->service_token_required;
-	uid_t uid;
-	gid_t gid;
 	int rc = required ? PAM_SESSION_ERR : PAM_IGNORE;
 
 	memset(&tok, 0, sizeof(tok));
-	if (lookup_account(user, &uid, &gid) < 0) {
+	if (!acct->exists) {
 		entra_log(&st->log, LOG_ERR, "service session for %s: no such local account", user);
 		return PAM_SESSION_ERR;
 	}
@@ -555,9 +634,6 @@ static int open_service_session(pam_handle_t *pamh, const struct module_state *s
 	 * (pam_env, /etc/environment), never from the calling process, whose
 	 * environment the user of su or sudo controls. */
 	pam_env = pam_getenvlist(pamh);
-	http = entra_http_new(&http_opt, &st->log);
-	if (http == NULL)
-		goto out;
 	{
 		struct entra_msi_request mreq = {
 			.source = st->cfg->msi_source,
@@ -569,22 +645,24 @@ static int open_service_session(pam_handle_t *pamh, const struct module_state *s
 			/* Room for IMDS's retries (0, 2, 6, 14 s), never
 			 * more than a login may take. */
 			.total_ms = (long)(st->cfg->login_timeout < 30 ? st->cfg->login_timeout : 30) * 1000,
+			/* The HTTP handle (and its TLS context) only when the
+			 * cache cannot answer. */
+			.http_options = &http_opt,
 		};
-		if (entra_msi_get_token(&mreq, http, &st->log, &tok) < 0) {
+		if (entra_msi_get_token(&mreq, NULL, &st->log, &tok) < 0) {
 			entra_log(&st->log, required ? LOG_ERR : LOG_WARNING,
 				  "service session for %s %s without a managed-identity token: %s", user,
 				  required ? "refused" : "opened", tok.error);
 			goto out;
 		}
 	}
-	describe_token(tok.access_token, &tenant, &object_id);
 	req = (struct entra_session_request){
 		.user = user,
-		.uid = uid,
-		.gid = gid,
+		.uid = acct->uid,
+		.gid = acct->gid,
 		.identity_kind = "managed-identity",
-		.tenant_id = tenant,
-		.object_id = object_id,
+		.tenant_id = tok.tenant_id,
+		.object_id = tok.object_id,
 		.access_token = tok.access_token,
 		.expires_on = (time_t)tok.expires_on,
 		.resource = resource,
@@ -601,9 +679,6 @@ out:
 		free(pam_env);
 	}
 	entra_msi_token_clear(&tok);
-	entra_http_free(http);
-	free(tenant);
-	free(object_id);
 	return rc;
 }
 
@@ -649,6 +724,7 @@ EXPORT int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, const ch
 {
 	struct module_state st;
 	struct entra_pending_login pending;
+	struct local_account acct;
 	char handle_copy[ENTRA_SESSION_ID_LEN + 1];
 	const char *user = NULL, *handle;
 	int rc, claim;
@@ -658,8 +734,8 @@ EXPORT int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, const ch
 	rc = begin_call(pamh, argc, argv, &st, &user);
 	if (rc != PAM_SUCCESS)
 		return rc;
-	if (classify(st.cfg, user) == ENTRA_ACCOUNT_SERVICE) {
-		rc = open_service_session(pamh, &st, user);
+	if (classify(st.cfg, user, &acct) == ENTRA_ACCOUNT_SERVICE) {
+		rc = open_service_session(pamh, &st, user, &acct);
 		goto out;
 	}
 	handle = pam_getenv(pamh, ENV_PENDING);
@@ -702,9 +778,10 @@ EXPORT int pam_sm_close_session(pam_handle_t *pamh, int flags, int argc, const c
 {
 	struct module_state st;
 	const struct session_data *sd = NULL;
+	struct local_account acct;
 	const char *user = NULL, *id;
+	bool tokend_may_know = true;
 	uid_t uid;
-	gid_t gid;
 	int rc;
 
 	(void)flags;
@@ -714,16 +791,21 @@ EXPORT int pam_sm_close_session(pam_handle_t *pamh, int flags, int argc, const c
 	if (pam_get_data(pamh, DATA_SESSION, (const void **)&sd) == PAM_SUCCESS && sd != NULL) {
 		id = sd->id;
 		uid = sd->uid;
+		tokend_may_know = sd->tokend_may_know;
 	} else {
 		/* A different handle closes the session (e.g. a re-exec): the
 		 * id travels in the PAM environment. */
 		id = pam_getenv(pamh, "ENTRA_SESSION_ID");
-		if (id == NULL || lookup_account(user, &uid, &gid) < 0) {
+		if (id != NULL)
+			lookup_account(user, &acct);
+		if (id == NULL || !acct.exists) {
 			rc = PAM_IGNORE;
 			goto out;
 		}
+		uid = acct.uid;
 	}
-	entra_tokend_unregister_session(st.cfg, id, &st.log);
+	if (tokend_may_know)
+		entra_tokend_unregister_session(st.cfg, id, &st.log);
 	rc = entra_session_close(st.cfg, id, uid, &st.log) == 0 ? PAM_SUCCESS : PAM_SESSION_ERR;
 out:
 	free_state(&st);
@@ -740,7 +822,7 @@ EXPORT int pam_sm_chauthtok(pam_handle_t *pamh, int flags, int argc, const char 
 	rc = begin_call(pamh, argc, argv, &st, &user);
 	if (rc != PAM_SUCCESS)
 		return rc;
-	if (classify(st.cfg, user) == ENTRA_ACCOUNT_ENTRA) {
+	if (classify(st.cfg, user, NULL) == ENTRA_ACCOUNT_ENTRA) {
 		entra_log(&st.log, LOG_NOTICE, "password change for %s refused: Entra accounts have no local password", user);
 		tell_person(pamh, "This account signs in with Microsoft Entra ID; change your password there (https://aka.ms/sspr).");
 		rc = PAM_AUTHTOK_ERR;

@@ -131,6 +131,33 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg->service_uid_max, 0);
 	assert_int_equal(entra_config_validate(cfg, err, sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "tenant: required"));
+	/* entra_config_new copies its defaults without the setter: each one
+	 * must be a value the setter accepts. */
+	{
+		const struct {
+			const char *key, *value;
+		} d[] = {
+			{ "authority", cfg->authority }, { "resource", cfg->resource },
+			{ "identity_claim", cfg->identity_claim }, { "username_claim", cfg->username_claim },
+			{ "cache_dir", cfg->cache_dir }, { "run_dir", cfg->run_dir }, { "db_dir", cfg->db_dir },
+			{ "admin_group", cfg->admin_group }, { "home_template", cfg->home_template },
+			{ "shell", cfg->shell }, { "imds_endpoint", cfg->imds_endpoint },
+			{ "tokend_socket", cfg->tokend_socket }, { "arm_url", cfg->arm_url },
+			{ "arm_audience", cfg->arm_audience },
+			{ "rbac_login_actions", cfg->rbac_login_actions.items[0] },
+			{ "rbac_admin_actions", cfg->rbac_admin_actions.items[0] },
+		};
+		struct entra_config *fresh = entra_config_new();
+
+		assert_non_null(fresh);
+		assert_int_equal(cfg->rbac_login_actions.count, 1);
+		assert_int_equal(cfg->rbac_admin_actions.count, 1);
+		for (size_t i = 0; i < sizeof(d) / sizeof(d[0]); i++) {
+			assert_non_null(d[i].value);
+			assert_int_equal(entra_config_set(fresh, d[i].key, d[i].value, err, sizeof(err)), 0);
+		}
+		entra_config_free(fresh);
+	}
 	entra_config_free(cfg);
 	entra_config_free(NULL);
 }

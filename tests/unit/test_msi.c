@@ -67,9 +67,27 @@ struct fake {
 	int64_t sleeps[64];
 	/* logs */
 	char logs[8192];
+	/* handles made by msi.c from req->http_options */
+	int http_made;
+	int http_freed;
 };
 
 static struct fake *F;
+
+struct entra_http *entra_http_new(const struct entra_http_options *opt, const struct entra_log *log)
+{
+	(void)log;
+	assert_non_null(opt);
+	assert_true(opt->allow_plain_http);
+	F->http_made++;
+	return (struct entra_http *)F; /* any non-NULL pointer: entra_http_get ignores it */
+}
+
+void entra_http_free(struct entra_http *http)
+{
+	if (http != NULL)
+		F->http_freed++;
+}
 
 void entra_http_set_deadline(struct entra_http *http, int64_t deadline_ms)
 {
@@ -819,6 +837,107 @@ static void test_cache_hit_and_modes(void **state)
 	assert_int_equal(F->nreq, 4);
 }
 
+#define TID "72f988bf-86f1-41af-91ab-2d7cd011db47"
+#define OID "5e6f7a8b-9c0d-4e1f-a2b3-c4d5e6f7a8b9"
+#define JWT_TOKEN "eyJ0eXAiOiJKV1QifQ.eyJhdWQiOiJhcm0iLCJ0aWQiOiI3MmY5ODhiZi04NmYxLTQxYWYtOTFhYi0yZDdjZDAxMWRiNDciLCJvaWQiOiI1ZTZmN2E4Yi05YzBkLTRlMWYtYTJiMy1jNGQ1ZTZmN2E4YjkifQ.c2lnbmF0dXJl"
+
+static void write_file(const char *file, const char *text)
+{
+	int fd = open(file, O_WRONLY | O_TRUNC);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+}
+
+/* Without a handle from the caller, one is made only for a request: a warm
+ * cache makes none. */
+static void test_cache_lazy_http(void **state)
+{
+	struct entra_http_options opt = { .allow_plain_http = true };
+	struct entra_msi_request r;
+	struct entra_msi_token t;
+	char dir[PATH_MAX];
+
+	(void)state;
+	cache_req(&r, dir, sizeof(dir));
+	r.http_options = &opt;
+	script_ok(3600);
+	assert_int_equal(entra_msi_get_token(&r, NULL, &test_log, &t), 0);
+	assert_false(t.from_cache);
+	entra_msi_token_clear(&t);
+	assert_int_equal(F->http_made, 1);
+	assert_int_equal(F->http_freed, 1);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(entra_msi_get_token(&r, NULL, &test_log, &t), 0);
+		assert_true(t.from_cache);
+		entra_msi_token_clear(&t);
+	}
+	assert_int_equal(F->http_made, 1);
+	assert_int_equal(F->nreq, 1);
+	/* neither a handle nor options: a request fails, nothing is sent */
+	r.http_options = NULL;
+	r.resource = "https://ml.azure.com";
+	assert_int_equal(entra_msi_get_token(&r, NULL, &test_log, &t), -EINVAL);
+	assert_null(t.access_token);
+	assert_int_equal(F->nreq, 1);
+}
+
+/* tid and oid of the token travel with it through the cache; an entry in
+ * another layout (JSON as an older version or an admin wrote it) is still
+ * served, and described from the token. */
+static void test_cache_description(void **state)
+{
+	struct entra_msi_request r;
+	struct entra_msi_token t;
+	char dir[PATH_MAX], file[PATH_MAX];
+
+	(void)state;
+	cache_req(&r, dir, sizeof(dir));
+	script(0, 200, -1, NULL, "{\"access_token\":\"%s\",\"expires_in\":3600}", JWT_TOKEN);
+	assert_int_equal(get(&r, &t), 0);
+	assert_false(t.from_cache);
+	assert_string_equal(t.tenant_id, TID);
+	assert_string_equal(t.object_id, OID);
+	entra_msi_token_clear(&t);
+	assert_null(t.tenant_id);
+	assert_int_equal(get(&r, &t), 0);
+	assert_true(t.from_cache);
+	assert_string_equal(t.access_token, JWT_TOKEN);
+	assert_string_equal(t.tenant_id, TID);
+	assert_string_equal(t.object_id, OID);
+	entra_msi_token_clear(&t);
+
+	cache_file(file, sizeof(file));
+	write_file(file, "{ \"source\": \"imds\", \"access_token\": \"" JWT_TOKEN "\", \"resource\": \"r\","
+			 " \"expires_on\": 1800000000, \"refresh_on\": 1700000100 }");
+	assert_int_equal(get(&r, &t), 0);
+	assert_true(t.from_cache);
+	assert_string_equal(t.tenant_id, TID);
+	assert_string_equal(t.object_id, OID);
+	assert_int_equal(t.expires_on, 1800000000);
+	entra_msi_token_clear(&t);
+
+	/* the cached description is taken only when it is a plain id */
+	write_file(file, "{\"access_token\":\"" TOKEN "\",\"token_type\":\"Bearer\",\"resource\":\"r\","
+			 "\"source\":\"imds\",\"tenant_id\":\"a b\",\"object_id\":\"\","
+			 "\"expires_on\":1800000000,\"refresh_on\":1700000100}\n");
+	assert_int_equal(get(&r, &t), 0);
+	assert_true(t.from_cache);
+	assert_null(t.tenant_id);
+	assert_null(t.object_id);
+	entra_msi_token_clear(&t);
+	/* a token that is not a JWT has no description */
+	F->wall = 1700000100;
+	script(0, 200, -1, NULL, "{\"access_token\":\"opaque-token\",\"expires_in\":3600}");
+	assert_int_equal(get(&r, &t), 0);
+	assert_false(t.from_cache);
+	assert_null(t.tenant_id);
+	assert_null(t.object_id);
+	entra_msi_token_clear(&t);
+	assert_int_equal(F->nreq, 2);
+}
+
 static void test_cache_near_expiry(void **state)
 {
 	struct entra_msi_request r;
@@ -897,6 +1016,17 @@ static void test_cache_corrupt(void **state)
 		"garbage", "", "{\"access_token\":\"" TOKEN "\"}",
 		"{\"access_token\":\"a b\",\"expires_on\":1800000000,\"refresh_on\":1700000100,\"resource\":\"r\",\"source\":\"imds\"}",
 		"{\"access_token\":\"" TOKEN "\",\"expires_on\":1800000000,\"refresh_on\":1700000100,\"resource\":\"r\",\"source\":\"arc\"}",
+		/* the layout cache_write produces, with one thing wrong */
+		"{\"access_token\":\"a b\",\"token_type\":\"Bearer\",\"resource\":\"r\",\"source\":\"imds\","
+		"\"tenant_id\":\"\",\"object_id\":\"\",\"expires_on\":1800000000,\"refresh_on\":1700000100}\n",
+		"{\"access_token\":\"" TOKEN "\",\"token_type\":\"Bearer\",\"resource\":\"r\",\"source\":\"arc\","
+		"\"tenant_id\":\"\",\"object_id\":\"\",\"expires_on\":1800000000,\"refresh_on\":1700000100}\n",
+		"{\"access_token\":\"" TOKEN "\",\"token_type\":\"Bearer\",\"resource\":\"r\",\"source\":\"imds\","
+		"\"tenant_id\":\"\",\"object_id\":\"\",\"expires_on\":1700000100,\"refresh_on\":1800000000}\n",
+		"{\"access_token\":\"" TOKEN "\",\"token_type\":\"Bearer\",\"resource\":\"r\",\"source\":\"imds\","
+		"\"tenant_id\":\"\",\"object_id\":\"\",\"expires_on\":1800000000,\"refresh_on\":1700000100}\n{",
+		"{\"access_token\":\"" TOKEN "\",\"token_type\":\"Bearer\",\"resource\":\"r\",\"source\":\"imds\","
+		"\"tenant_id\":\"\",\"object_id\":\"\",\"expires_on\":-1800000000,\"refresh_on\":1700000100}\n",
 	};
 	struct entra_msi_request r;
 	struct entra_msi_token t;
@@ -1043,6 +1173,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_retry_then_success, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_retry_bounded, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cache_hit_and_modes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cache_lazy_http, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cache_description, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cache_near_expiry, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cache_half_life, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cache_corrupt, setup, teardown),
