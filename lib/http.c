@@ -437,7 +437,7 @@ static int wait_fd(int fd, short events, struct io *io, bool low_speed)
 			if (now >= wend) {
 				if (io->window_bytes < (uint64_t)(LOW_SPEED_LIMIT * LOW_SPEED_TIME)) {
 					snprintf(io->why, sizeof(io->why),
-						 "peer too slow (under %ld bytes/s for %ld s)",
+						 "Operation too slow (under %ld bytes/s for %ld s)",
 						 LOW_SPEED_LIMIT, LOW_SPEED_TIME);
 					return -ETIMEDOUT;
 				}
@@ -449,7 +449,7 @@ static int wait_fd(int fd, short events, struct io *io, bool low_speed)
 				limit = wend;
 		}
 		if (now >= io->end_ms) {
-			snprintf(io->why, sizeof(io->why), "timed out");
+			snprintf(io->why, sizeof(io->why), "Timeout was reached");
 			return -ETIMEDOUT;
 		}
 		rc = poll(&pfd, 1, (int)(limit - now > 3600000 ? 3600000 : limit - now));
@@ -555,7 +555,7 @@ static int resolve(const struct url *u, struct io *io, struct addrinfo **out)
 		if (gai_cancel(&j->cb) == EAI_CANCELED)
 			gai_job_put(j); /* no notification will come */
 		gai_job_put(j);
-		snprintf(io->why, sizeof(io->why), "name lookup timed out");
+		snprintf(io->why, sizeof(io->why), "Timeout was reached (name lookup)");
 		return -ETIMEDOUT;
 	}
 	if (rc == 0) {
@@ -565,7 +565,8 @@ static int resolve(const struct url *u, struct io *io, struct addrinfo **out)
 	gai_job_put(j);
 	if (rc == 0)
 		return 0;
-	snprintf(io->why, sizeof(io->why), "cannot resolve the host name: %s", gai_strerror(rc));
+	snprintf(io->why, sizeof(io->why), "Could not resolve host: %.100s (%s)", u->host,
+		 gai_strerror(rc));
 	return rc == EAI_MEMORY ? -ENOMEM : -EHOSTUNREACH;
 }
 
@@ -636,10 +637,11 @@ static int tcp_connect(const struct url *u, struct io *io, int *fdp)
 	}
 	freeaddrinfo(res);
 	if (last == -ETIMEDOUT || entra_monotonic_ms() >= io->end_ms) {
-		snprintf(io->why, sizeof(io->why), "connect timed out");
+		snprintf(io->why, sizeof(io->why), "Timeout was reached (connect)");
 		return -ETIMEDOUT;
 	}
-	snprintf(io->why, sizeof(io->why), "connect: %s", strerror(-last));
+	snprintf(io->why, sizeof(io->why), "Failed to connect to %.100s port %u: %s", u->host, u->port,
+		 strerror(-last));
 	if (last == -EHOSTUNREACH || last == -ENETUNREACH)
 		return -EHOSTUNREACH;
 	return last == -ENOMEM ? -ENOMEM : -ECONNREFUSED;
@@ -651,8 +653,12 @@ static void tls_reason(SSL *ssl, struct io *io, const char *what)
 	long v = SSL_get_verify_result(ssl);
 	unsigned long e = ERR_peek_last_error();
 
-	if (v != X509_V_OK)
-		snprintf(io->why, sizeof(io->why), "%s: certificate not trusted: %s", what,
+	/* libcurl's wording, which admins know (docs/admin-guide.md). */
+	if (v == X509_V_ERR_HOSTNAME_MISMATCH || v == X509_V_ERR_IP_ADDRESS_MISMATCH)
+		snprintf(io->why, sizeof(io->why),
+			 "SSL: no alternative certificate subject name matches target host name");
+	else if (v != X509_V_OK)
+		snprintf(io->why, sizeof(io->why), "SSL certificate problem: %s",
 			 X509_verify_cert_error_string(v));
 	else if (e != 0)
 		snprintf(io->why, sizeof(io->why), "%s: TLS error (library %d, reason %d)", what,
