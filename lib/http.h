@@ -1,4 +1,4 @@
-/* HTTP over libcurl: TLS always verified (ca_file for tests), https only
+/* HTTP/1.1 over OpenSSL: TLS always verified (ca_file for tests), https only
  * unless the caller allows plain http for a link-local or loopback
  * managed-identity endpoint, redirects never followed, response size
  * capped, per-request timeout clipped to an overall deadline. One handle
@@ -11,8 +11,10 @@
  * see where and when logins happen. A handle with allow_plain_http never
  * uses a proxy (IMDS and the other managed-identity endpoints must be
  * reached directly).
- * libcurl is initialised once per process and never cleaned up (the PAM
- * module lives in arbitrary host processes). User agent: pam_entra/VERSION. */
+ * OpenSSL is initialised once per process and never cleaned up (the PAM
+ * module lives in arbitrary host processes); nothing here raises SIGPIPE.
+ * A handle keeps its connection for its next request to the same place.
+ * User agent: pam_entra/VERSION. */
 #ifndef ENTRA_HTTP_H
 #define ENTRA_HTTP_H
 
@@ -26,11 +28,12 @@
 #define ENTRA_HTTP_MAX_BODY (1024 * 1024)
 
 struct entra_http_options {
-	const char *ca_file;     /* NULL: system trust store */
+	const char *ca_file;     /* NULL: system trust store (hashed directory) */
 	long timeout_ms;         /* per request (connect included); <= 0: 30 s */
 	size_t max_body;         /* 0: ENTRA_HTTP_MAX_BODY */
 	bool allow_plain_http;   /* for IMDS/Arc/App Service endpoints only */
-	const char *proxy;       /* http(s)://host:port for https requests; NULL: none */
+	const char *proxy;       /* http://host[:port] (1080) for https requests, via
+				  * CONNECT; NULL: none */
 };
 
 struct entra_http_response {

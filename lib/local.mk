@@ -14,6 +14,7 @@ lib_libentra_la_SOURCES = \
 	lib/json.c lib/json.h \
 	lib/config.c lib/config.h \
 	lib/http.c lib/http.h \
+	lib/http_parse.c lib/http_parse.h \
 	lib/jwt.c lib/jwt.h \
 	lib/oidc.c lib/oidc.h \
 	lib/aadsts.c lib/aadsts.h \
@@ -25,7 +26,7 @@ lib_libentra_la_SOURCES = \
 	lib/login.c lib/login.h
 lib_libentra_la_SOURCES += lib/userdb_config.c lib/userdb_config.h
 lib_libentra_la_SOURCES += lib/rbac.c lib/rbac.h
-lib_libentra_la_CFLAGS = $(AM_CFLAGS) $(CURL_CFLAGS) $(JSONC_CFLAGS) $(CRYPTO_CFLAGS) $(QRENCODE_CFLAGS)
-lib_libentra_la_LIBADD = lib/libentra_base.la $(CURL_LIBS) $(JSONC_LIBS) $(CRYPTO_LIBS) $(QRENCODE_LIBS)
+lib_libentra_la_CFLAGS = $(AM_CFLAGS) $(SSL_CFLAGS) $(JSONC_CFLAGS) $(CRYPTO_CFLAGS) $(QRENCODE_CFLAGS)
+lib_libentra_la_LIBADD = lib/libentra_base.la $(SSL_LIBS) $(JSONC_LIBS) $(CRYPTO_LIBS) $(QRENCODE_LIBS)
 lib_libentra_la_SOURCES += lib/peer.c lib/peer.h
 lib_libentra_la_SOURCES += lib/tokend.c lib/tokend.h

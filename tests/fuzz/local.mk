@@ -17,19 +17,19 @@ FUZZ_CC = clang-14
 FUZZ_SECONDS = 60
 FUZZ_JOBS = 2
 FUZZ_TARGETS = fuzz_json fuzz_jwks fuzz_jwt fuzz_tokens fuzz_devicecode fuzz_oauth_error \
-	fuzz_oidc fuzz_config fuzz_userdb fuzz_msi fuzz_rbac
+	fuzz_oidc fuzz_config fuzz_userdb fuzz_msi fuzz_rbac fuzz_http_response
 FUZZ_SAN = -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_CFLAGS = -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer $(FUZZ_SAN)
 FUZZ_LIB_CFLAGS = -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link $(FUZZ_SAN)
 FUZZ_CPPFLAGS = $(DEFS) $(AM_CPPFLAGS) -I$(top_srcdir)/tests/unit -I$(top_srcdir)/tests/fuzz \
-	$(JSONC_CFLAGS) $(CRYPTO_CFLAGS) $(CURL_CFLAGS) $(QRENCODE_CFLAGS)
+	$(JSONC_CFLAGS) $(CRYPTO_CFLAGS) $(SSL_CFLAGS) $(QRENCODE_CFLAGS)
 FUZZ_LDLIBS = $(JSONC_LIBS) $(CRYPTO_LIBS)
-FUZZ_ALL_LDLIBS = $(CURL_LIBS) $(JSONC_LIBS) $(CRYPTO_LIBS) $(QRENCODE_LIBS)
+FUZZ_ALL_LDLIBS = $(SSL_LIBS) $(JSONC_LIBS) $(CRYPTO_LIBS) $(QRENCODE_LIBS)
 FUZZ_UNIT_SRC = $(top_srcdir)/lib/b64.c $(top_srcdir)/lib/json.c $(top_srcdir)/lib/jwt.c \
 	$(top_srcdir)/lib/buf.c $(top_srcdir)/lib/names.c
 FUZZ_UNIT_HDR = $(top_srcdir)/lib/b64.h $(top_srcdir)/lib/json.h $(top_srcdir)/lib/jwt.h \
 	$(top_srcdir)/lib/buf.h $(top_srcdir)/lib/names.h
-FUZZ_LIB_UNITS = log buf names fsutil userdb b64 json config http jwt oidc aadsts tokens \
+FUZZ_LIB_UNITS = log buf names fsutil userdb b64 json config http http_parse jwt oidc aadsts tokens \
 	devicecode policy session msi login userdb_config rbac
 FUZZ_COMMON = $(top_srcdir)/tests/fuzz/fuzz_common.h
 FUZZ_STUB = $(top_srcdir)/tests/fuzz/fuzz_http_stub.c $(top_srcdir)/tests/fuzz/fuzz_http_stub.h
@@ -39,6 +39,7 @@ EXTRA_DIST += tests/fuzz/fuzz_json.c tests/fuzz/fuzz_jwks.c tests/fuzz/fuzz_jwt.
 	tests/fuzz/fuzz_tokens.c tests/fuzz/fuzz_devicecode.c tests/fuzz/fuzz_oauth_error.c \
 	tests/fuzz/fuzz_oidc.c tests/fuzz/fuzz_config.c tests/fuzz/fuzz_userdb.c \
 	tests/fuzz/fuzz_msi.c tests/fuzz/fuzz_rbac.c tests/fuzz/fuzz_common.h \
+	tests/fuzz/fuzz_http_response.c tests/fuzz/fuzz_http_response.dict \
 	tests/fuzz/fuzz_http_stub.c tests/fuzz/fuzz_http_stub.h tests/fuzz/run_fuzz.sh tests/fuzz/make_seeds.py \
 	tests/fuzz/json.dict tests/fuzz/corpus
 
@@ -102,10 +103,18 @@ tests/fuzz/fuzz_rbac: $(top_srcdir)/tests/fuzz/fuzz_rbac.c $(FUZZ_COMMON) $(FUZZ
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_CPPFLAGS) -o $@ $(top_srcdir)/tests/fuzz/fuzz_rbac.c \
 		$(top_srcdir)/tests/fuzz/fuzz_http_stub.c $(FUZZ_LIB) $(FUZZ_LDLIBS)
 
+# The response parser alone: no archive, no OpenSSL.
+tests/fuzz/fuzz_http_response: $(top_srcdir)/tests/fuzz/fuzz_http_response.c $(FUZZ_COMMON) \
+		$(top_srcdir)/lib/http_parse.c $(top_srcdir)/lib/http_parse.h $(top_srcdir)/lib/http.h
+	@$(MKDIR_P) tests/fuzz
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_CPPFLAGS) -o $@ \
+		$(top_srcdir)/tests/fuzz/fuzz_http_response.c $(top_srcdir)/lib/http_parse.c \
+		$(top_srcdir)/lib/buf.c $(top_srcdir)/lib/log.c
+
 FUZZ_BINARIES = tests/fuzz/fuzz_json tests/fuzz/fuzz_jwks tests/fuzz/fuzz_jwt \
 	tests/fuzz/fuzz_tokens tests/fuzz/fuzz_devicecode tests/fuzz/fuzz_oauth_error \
 	tests/fuzz/fuzz_oidc tests/fuzz/fuzz_config tests/fuzz/fuzz_userdb \
-	tests/fuzz/fuzz_msi tests/fuzz/fuzz_rbac
+	tests/fuzz/fuzz_msi tests/fuzz/fuzz_rbac tests/fuzz/fuzz_http_response
 
 fuzz-build: $(FUZZ_BINARIES)
 

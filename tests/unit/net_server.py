@@ -10,6 +10,8 @@ Listens on 127.0.0.1 only:
   untrusted  certificate from an untrusted CA
   wrongname  trusted CA, certificate for another host name
   http       plain http, the same routes
+  proxy      an HTTP CONNECT proxy (tunnels to 127.0.0.1 only; counted as
+             path "CONNECT")
 When ready it writes <dir>/ready (key=value lines, written atomically).
 
 Routes (GET or POST):
@@ -26,6 +28,10 @@ Routes (GET or POST):
   /redirect-http            302 to http://127.0.0.1:<http port>/json
   /redirect-host            302 to https://other.invalid/json
   /echo                     200 JSON: method, path, body, form, headers, client port
+  /interim                  100 and 102 interim answers, then 200 "final"
+  /close                    200 with Connection: close, then closes
+  /idle-close               200 (keep-alive), then closes without saying so
+  /raw?v=<bytes>            exactly those bytes (URL-decoded), then closes
 Control (not counted):
   POST /_control/route      form: path, status, body, ctype: serve this at path
   POST /_control/reset      forget routes and counters
@@ -196,6 +202,19 @@ class Handler(BaseHTTPRequestHandler):
                 ("Location", "http://127.0.0.1:%d/json?code=x" % PORTS["http"])])
         if head == "redirect-host":
             return self.reply(302, "", headers=[("Location", "https://other.invalid/json")])
+        if head == "interim":
+            self.wfile.write(b"HTTP/1.1 100 Continue\r\nX-A: 1\r\n\r\n"
+                             b"HTTP/1.1 102 Processing\r\n\r\n")
+            return self.reply(200, "final", "application/json")
+        if head == "close":
+            return self.reply(200, "bye", headers=[("Connection", "close")])
+        if head == "idle-close":
+            self.close_connection = True
+            return self.reply(200, "idle")
+        if head == "raw":
+            self.close_connection = True
+            self.wfile.write(urllib.parse.unquote_to_bytes(url.query[2:]))
+            return
         if head == "echo":
             form = {k: v[0] for k, v in urllib.parse.parse_qs(
                 body.decode("latin-1"), keep_blank_values=True).items()}
@@ -259,6 +278,57 @@ class Server(ThreadingHTTPServer):
         pass
 
 
+def proxy_tunnel(conn):
+    # Read the request head, open the tunnel to a loopback port, relay.
+    try:
+        conn.settimeout(30)
+        head = b""
+        while b"\r\n\r\n" not in head and len(head) < 8192:
+            data = conn.recv(4096)
+            if not data:
+                return
+            head += data
+        line = head.split(b"\r\n", 1)[0].decode("latin-1").split()
+        with LOCK:
+            COUNTS["CONNECT"] = COUNTS.get("CONNECT", 0) + 1
+        if len(line) != 3 or line[0] != "CONNECT" or not line[1].startswith("127.0.0.1:"):
+            conn.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+            return
+        up = socket.create_connection(("127.0.0.1", int(line[1].split(":")[1])), timeout=30)
+        conn.sendall(b"HTTP/1.1 200 Connection established\r\nX-Proxy: test\r\n\r\n")
+
+        def pump(a, b):
+            try:
+                while True:
+                    data = a.recv(65536)
+                    if not data:
+                        break
+                    b.sendall(data)
+            except OSError:
+                pass
+            for s in (a, b):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+        t = threading.Thread(target=pump, args=(up, conn), daemon=True)
+        t.start()
+        pump(conn, up)
+        t.join()
+        up.close()
+    except OSError:
+        pass
+    finally:
+        conn.close()
+
+
+def proxy_serve(listener):
+    while True:
+        conn, _ = listener.accept()
+        threading.Thread(target=proxy_tunnel, args=(conn,), daemon=True).start()
+
+
 def main():
     d = sys.argv[1]
     ca_key, ca_cert = make_cert(d, "ca", "pam_entra test CA", None, ca=True)
@@ -279,6 +349,11 @@ def main():
     for name, srv in servers.items():
         PORTS[name] = srv.server_address[1]
         threading.Thread(target=srv.serve_forever, daemon=True).start()
+    proxy = socket.socket()
+    proxy.bind(("127.0.0.1", 0))
+    proxy.listen(16)
+    PORTS["proxy"] = proxy.getsockname()[1]
+    threading.Thread(target=proxy_serve, args=(proxy,), daemon=True).start()
     tmp = os.path.join(d, "ready.tmp")
     with open(tmp, "w") as f:
         for name, port in PORTS.items():

@@ -71,9 +71,11 @@ static int parse_ready(struct net_server *s, const char *path)
 			s->wrongname = (int)v, found++;
 		else if (strcmp(line, "http") == 0)
 			s->http = (int)v, found++;
+		else if (strcmp(line, "proxy") == 0)
+			s->proxy = (int)v, found++;
 	}
 	fclose(f);
-	return found == 5 ? 0 : -1;
+	return found == 6 ? 0 : -1;
 }
 
 int net_server_start(struct net_server *s)

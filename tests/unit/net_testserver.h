@@ -14,6 +14,7 @@ struct net_server {
 	int untrusted;        /* certificate from a CA the client does not know */
 	int wrongname;        /* trusted CA, certificate for wrong.example */
 	int http;             /* plain http */
+	int proxy;            /* HTTP CONNECT proxy to loopback ports */
 };
 
 /* 0, or -1 with a diagnostic on stderr. */

@@ -17,10 +17,17 @@
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <dirent.h>
 #include <cmocka.h>
 #include <json-c/json.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include "http.h"
+#include "http_parse.h"
 #include "net_testserver.h"
 
 static struct net_server srv;
@@ -74,7 +81,7 @@ static char *url(int port, const char *path)
 
 static char *plain_url(const char *path)
 {
-	static char buf[512];
+	static char buf[2048];
 
 	snprintf(buf, sizeof(buf), "http://127.0.0.1:%d%s", srv.http, path);
 	return buf;
@@ -593,6 +600,428 @@ static void test_proxies(void **state)
 	unsetenv("ALL_PROXY");
 }
 
+/* The response parser on its own: bytes in, fed in pieces of every size. */
+struct parsed {
+	int rc;
+	bool done, keep_alive;
+	struct entra_http_response resp;
+};
+
+static void parse_bytes(const char *raw, size_t len, size_t piece, size_t cap, bool connect,
+			struct parsed *out)
+{
+	static struct entra_http_parser p;
+	size_t off = 0;
+
+	memset(out, 0, sizeof(*out));
+	entra_buf_init(&out->resp.body, cap);
+	out->resp.retry_after = -1;
+	entra_http_parser_init(&p, &out->resp, connect);
+	while (off < len && out->rc == 0 && !p.done) {
+		size_t n = len - off < piece ? len - off : piece, used;
+
+		out->rc = entra_http_parser_feed(&p, raw + off, n, &used);
+		off += used;
+	}
+	if (out->rc == 0 && !p.done)
+		out->rc = entra_http_parser_eof(&p);
+	out->done = p.done;
+	out->keep_alive = p.keep_alive;
+	entra_http_parser_wipe(&p);
+}
+
+/* Same outcome whatever the piece size; returns the whole-input result. */
+static void parse_all_ways(const char *raw, size_t cap, struct parsed *out)
+{
+	size_t len = strlen(raw);
+
+	for (size_t piece = 1; piece <= 7; piece++) {
+		struct parsed alt;
+
+		parse_bytes(raw, len, piece, cap, false, &alt);
+		parse_bytes(raw, len, len, cap, false, out);
+		assert_int_equal(alt.rc, out->rc);
+		assert_int_equal(alt.resp.status, out->resp.status);
+		assert_int_equal(alt.resp.body.len, out->resp.body.len);
+		entra_http_response_free(&alt.resp);
+		if (piece < 7)
+			entra_http_response_free(&out->resp);
+	}
+}
+
+static int parse_rc(const char *raw)
+{
+	struct parsed r;
+
+	parse_all_ways(raw, 4096, &r);
+	entra_http_response_free(&r.resp);
+	return r.rc;
+}
+
+static void test_parser_framing(void **state)
+{
+	struct parsed r;
+
+	(void)state;
+	parse_all_ways("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello", 4096, &r);
+	assert_int_equal(r.rc, 0);
+	assert_true(r.keep_alive);
+	assert_string_equal(r.resp.body.data, "hello");
+	entra_http_response_free(&r.resp);
+	/* Chunked: extensions ignored, trailers consumed, sizes in hex. */
+	parse_all_ways("HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\n\r\n"
+		       "3;name=value\r\nabc\r\nA \r\n0123456789\r\n0\r\nX-Trailer: 1\r\n\r\n", 4096, &r);
+	assert_int_equal(r.rc, 0);
+	assert_true(r.keep_alive);
+	assert_string_equal(r.resp.body.data, "abc0123456789");
+	entra_http_response_free(&r.resp);
+	/* Interim answers are skipped, with their headers. */
+	parse_all_ways("HTTP/1.1 100 Continue\r\nRetry-After: 5\r\n\r\n"
+		       "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n", 4096, &r);
+	assert_int_equal(r.rc, 0);
+	assert_int_equal(r.resp.status, 204);
+	assert_int_equal(r.resp.retry_after, -1);
+	assert_false(r.keep_alive);
+	entra_http_response_free(&r.resp);
+	/* No framing: the body runs to the close; HTTP/1.0 closes. */
+	parse_all_ways("HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nto the end", 4096, &r);
+	assert_int_equal(r.rc, 0);
+	assert_false(r.keep_alive);
+	assert_string_equal(r.resp.body.data, "to the end");
+	entra_http_response_free(&r.resp);
+	parse_all_ways("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n", 4096, &r);
+	assert_true(r.keep_alive);
+	entra_http_response_free(&r.resp);
+	/* Bare LF line ends are tolerated. */
+	assert_int_equal(parse_rc("HTTP/1.1 200 OK\nContent-Length: 1\n\nx"), 0);
+}
+
+static void test_parser_rejects(void **state)
+{
+	char big[ENTRA_HTTP_LINE_MAX + 64];
+
+	(void)state;
+	assert_int_equal(parse_rc("HTTP/2.0 200 OK\r\n\r\n"), -EPROTO);
+	assert_int_equal(parse_rc("HTTP/1.2 200 OK\r\n\r\n"), -EPROTO);
+	assert_int_equal(parse_rc("ICY 200 OK\r\n\r\n"), -EPROTO);
+	assert_int_equal(parse_rc("HTTP/1.1 20 OK\r\n\r\n"), -EPROTO);
+	assert_int_equal(parse_rc("HTTP/1.1 2000 OK\r\n\r\n"), -EPROTO);
+	assert_int_equal(parse_rc("HTTP/1.1 099 OK\r\n\r\n"), -EPROTO);
+	assert_int_equal(parse_rc("HTTP/1.1 101 Switching\r\n\r\n"), -EPROTO);
+	/* Content-Length: digits only, repeats agree, never with chunked. */
+	assert_int_equal(parse_rc("HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\nhello"), -EPROTO);
+	assert_int_equal(parse_rc("HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\nhello"), -EPROTO);
+	assert_int_equal(parse_rc("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!"),
+			 -EPROTO);
+	assert_int_equal(parse_rc("HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999\r\n\r\n"),
+			 -EPROTO);
+	assert_int_equal(parse_rc("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n"
+				  "\r\n3\r\nabc\r\n0\r\n\r\n"), -EPROTO);
+	assert_int_equal(parse_rc("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"), -EPROTO);
+	assert_int_equal(parse_rc("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+				  "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"), -EPROTO);
+	/* Chunk sizes: hex, no overflow, data followed by CRLF. */
+	assert_int_equal(parse_rc("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+				  "10000000000000001\r\n"), -EPROTO);
+	assert_int_equal(parse_rc("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+				  "fffffffffffffff\r\n"), -E2BIG);
+	assert_int_equal(parse_rc("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+				  "-1\r\n"), -EPROTO);
+	assert_int_equal(parse_rc("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+				  "3\r\nabcd\r\n0\r\n\r\n"), -EPROTO);
+	/* Header syntax: obs-fold, space before the colon, controls. */
+	assert_int_equal(parse_rc("HTTP/1.1 200 OK\r\nX-A: 1\r\n folded\r\n\r\n"), -EPROTO);
+	assert_int_equal(parse_rc("HTTP/1.1 200 OK\r\nContent-Length : 0\r\n\r\n"), -EPROTO);
+	assert_int_equal(parse_rc("HTTP/1.1 200 OK\r\nX-A: a\rb\r\n\r\n"), -EPROTO);
+	assert_int_equal(parse_rc("HTTP/1.1 200 OK\r\nno colon\r\n\r\n"), -EPROTO);
+	/* Caps: one line, the whole head, the body. */
+	memset(big, 'a', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	memcpy(big, "HTTP/1.1 200 OK\r\nX-Big: ", 24);
+	assert_int_equal(parse_rc(big), -EPROTO);
+	{
+		struct entra_buf head;
+		struct parsed r;
+
+		entra_buf_init(&head, 200 * 1024);
+		assert_int_equal(entra_buf_append_str(&head, "HTTP/1.1 200 OK\r\n"), 0);
+		for (int i = 0; i < 100; i++)
+			assert_int_equal(entra_buf_printf(&head, "X-%d: %01000d\r\n", i, 0), 0);
+		assert_int_equal(entra_buf_append_str(&head, "Content-Length: 0\r\n\r\n"), 0);
+		parse_bytes(head.data, head.len, head.len, 4096, false, &r);
+		assert_int_equal(r.rc, -EPROTO);
+		entra_http_response_free(&r.resp);
+		entra_buf_free(&head);
+	}
+	assert_int_equal(parse_rc("HTTP/1.1 200 OK\r\nContent-Length: 4097\r\n\r\n"), -E2BIG);
+	/* Cut short: a reset, not a response. */
+	assert_int_equal(parse_rc("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort"), -ECONNRESET);
+	assert_int_equal(parse_rc("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab"),
+			 -ECONNRESET);
+	assert_int_equal(parse_rc(""), -ECONNRESET);
+	assert_int_equal(parse_rc("HTTP/1.1 200 OK\r\nContent-"), -ECONNRESET);
+}
+
+static void test_parser_connect_and_dates(void **state)
+{
+	static const char ok[] = "HTTP/1.1 200 Connection established\r\nContent-Length: 99\r\n\r\nTLS";
+	struct parsed r;
+	time_t now = 1000000000; /* 2001-09-09 01:46:40 UTC */
+
+	(void)state;
+	/* An answer to CONNECT ends with its head; what follows is the tunnel's. */
+	parse_bytes(ok, strlen(ok), strlen(ok), 4096, true, &r);
+	assert_int_equal(r.rc, 0);
+	assert_true(r.done);
+	assert_int_equal(r.resp.status, 200);
+	assert_int_equal(r.resp.body.len, 0);
+	entra_http_response_free(&r.resp);
+	assert_int_equal(entra_http_retry_after("Sun, 09 Sep 2001 01:47:40 GMT", 29, now), 60);
+	assert_int_equal(entra_http_retry_after("Sunday, 09-Sep-01 01:47:40 GMT", 30, now), 60);
+	assert_int_equal(entra_http_retry_after("Sun Sep  9 01:47:40 2001", 24, now), 60);
+	assert_int_equal(entra_http_retry_after("Sun, 09 Sep 2001 01:47:40 PST", 29, now), -1);
+	assert_int_equal(entra_http_retry_after("Sun, 32 Sep 2001 01:47:40 GMT", 29, now), -1);
+	assert_int_equal(entra_http_retry_after("Sun, 09 Sep 2001 01:47:40 GMT junk", 34, now), -1);
+	assert_int_equal(entra_http_retry_after("Sun, 09 Sep 2000 01:47:40 GMT", 29, now), 0);
+	assert_int_equal(entra_http_retry_after("Sun, 09 Sep 2031 01:47:40 GMT", 29, now), 7 * 86400);
+}
+
+static void test_interim_and_close(void **state)
+{
+	struct entra_http *http = client(5000, 0, false);
+	struct entra_http_response resp;
+	struct json_object *a, *b;
+
+	(void)state;
+	assert_int_equal(entra_http_get(http, url(srv.https, "/interim"), NULL, &resp), 0);
+	assert_int_equal(resp.status, 200);
+	assert_string_equal(resp.body.data, "final");
+	entra_http_response_free(&resp);
+	/* Connection: close, and a silent close of an idle connection: the
+	 * next request goes out on a new connection and succeeds. */
+	assert_int_equal(entra_http_get(http, url(srv.https, "/echo"), NULL, &resp), 0);
+	a = body_json(&resp);
+	entra_http_response_free(&resp);
+	assert_int_equal(entra_http_get(http, url(srv.https, "/close"), NULL, &resp), 0);
+	assert_string_equal(resp.body.data, "bye");
+	entra_http_response_free(&resp);
+	assert_int_equal(entra_http_get(http, url(srv.https, "/echo"), NULL, &resp), 0);
+	b = body_json(&resp);
+	entra_http_response_free(&resp);
+	assert_string_not_equal(jstr(a, "client_port", NULL), jstr(b, "client_port", NULL));
+	json_object_put(a);
+	json_object_put(b);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(entra_http_get(http, url(srv.https, "/idle-close"), NULL, &resp), 0);
+		assert_string_equal(resp.body.data, "idle");
+		entra_http_response_free(&resp);
+		usleep(50 * 1000);
+	}
+	/* The Host header names the port when it is not the default. */
+	assert_int_equal(entra_http_get(http, url(srv.https, "/echo?q=1#frag"), NULL, &resp), 0);
+	a = body_json(&resp);
+	assert_string_equal(jstr(a, "path", NULL), "/echo?q=1");
+	{
+		char host[64];
+
+		snprintf(host, sizeof(host), "127.0.0.1:%d", srv.https);
+		assert_string_equal(jstr(a, "headers", "host"), host);
+	}
+	json_object_put(a);
+	entra_http_response_free(&resp);
+	entra_http_free(http);
+}
+
+static void raw_case(struct entra_http *http, const char *raw, int expect, long status)
+{
+	struct entra_http_response resp;
+	char path[1536], *esc = entra_url_escape(raw);
+
+	assert_non_null(esc);
+	snprintf(path, sizeof(path), "/raw?v=%s", esc);
+	free(esc);
+	assert_int_equal(entra_http_get(http, plain_url(path), NULL, &resp), expect);
+	assert_int_equal(resp.status, status);
+	if (expect != 0)
+		assert_int_equal(resp.body.len, 0);
+	entra_http_response_free(&resp);
+}
+
+static void test_raw_responses(void **state)
+{
+	struct entra_http *http = client(5000, 0, true);
+	struct entra_http_response resp;
+
+	(void)state;
+	raw_case(http, "HTTP/1.0 200 OK\r\n\r\nread to the close", 0, 200);
+	raw_case(http, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2;x\r\nok\r\n0\r\nT: 1\r\n\r\n",
+		 0, 200);
+	raw_case(http, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n"
+		       "2\r\nok\r\n0\r\n\r\n", -EPROTO, 200);
+	raw_case(http, "HTTP/1.1 200 OK\r\nX: 1\r\n folded\r\nContent-Length: 0\r\n\r\n", -EPROTO, 200);
+	raw_case(http, "HTTP/2 200\r\n\r\n", -EPROTO, 0);
+	raw_case(http, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", -ECONNRESET, 200);
+	raw_case(http, "", -ECONNRESET, 0);
+	raw_case(http, "HTTP/1.1 307 Temporary\r\nLocation: /json\r\nContent-Length: 0\r\n\r\n",
+		 -EPROTO, 307);
+	assert_int_equal(entra_http_get(http, plain_url("/raw?v=HTTP%2F1.1%20200%20OK%0D%0A%0D%0Aok"),
+					NULL, &resp), 0);
+	assert_string_equal(resp.body.data, "ok");
+	entra_http_response_free(&resp);
+	entra_http_free(http);
+}
+
+static void test_url_forms(void **state)
+{
+	static const char *const bad[] = {
+		"https://user:pw@127.0.0.1/x", "https://127.0.0.1:0/x", "https://127.0.0.1:65536/x",
+		"https://127.0.0.1:/x", "https://127.0.0.1:8a/x", "https://127.1/x",
+		"https://0x7f000001/x", "https://[::1/x", "https://[fe80::1%25eth0]/x",
+		"https://a..b/x", "https:///x", "https://-a.example/x", "https://[127.0.0.1]/x",
+		NULL,
+	};
+	static const char *const sneaky[] = { "Host: evil", "Content-Length: 0",
+					      "Transfer-Encoding: chunked", NULL };
+	struct entra_http *http = client(2000, 0, false);
+	struct entra_http_response resp;
+	char hdr[64];
+
+	(void)state;
+	for (size_t i = 0; bad[i] != NULL; i++) {
+		logged[0] = '\0';
+		assert_int_equal(entra_http_get(http, bad[i], NULL, &resp), -EINVAL);
+		entra_http_response_free(&resp);
+		assert_null(strstr(logged, "pw@"));
+	}
+	for (size_t i = 0; sneaky[i] != NULL; i++) {
+		const char *const h[] = { sneaky[i], NULL };
+
+		assert_int_equal(entra_http_get(http, url(srv.https, "/json"), h, &resp), -EINVAL);
+		entra_http_response_free(&resp);
+	}
+	/* "localhost" resolves through the name path (certificate has it). */
+	snprintf(hdr, sizeof(hdr), "https://localhost:%d/json", srv.https);
+	assert_int_equal(entra_http_get(http, hdr, NULL, &resp), 0);
+	assert_int_equal(resp.status, 200);
+	entra_http_response_free(&resp);
+	/* A caller's header overrides ours: Accept, User-Agent. */
+	{
+		const char *const h[] = { "Accept: application/json", "User-Agent: other", NULL };
+		struct json_object *o;
+
+		assert_int_equal(entra_http_get(http, url(srv.https, "/echo"), h, &resp), 0);
+		o = body_json(&resp);
+		assert_string_equal(jstr(o, "headers", "accept"), "application/json");
+		assert_string_equal(jstr(o, "headers", "user-agent"), "other");
+		json_object_put(o);
+		entra_http_response_free(&resp);
+	}
+	entra_http_free(http);
+}
+
+static void test_proxy_tunnel(void **state)
+{
+	struct entra_http_options opt = { srv.ca, 5000, 0, false, NULL };
+	struct entra_http *http;
+	struct entra_http_response resp;
+	char proxy[64], wrong[128];
+
+	(void)state;
+	snprintf(proxy, sizeof(proxy), "http://127.0.0.1:%d", srv.proxy);
+	opt.proxy = proxy;
+	assert_int_equal(net_server_reset(&srv), 0);
+	http = entra_http_new(&opt, &capture_log);
+	assert_non_null(http);
+	/* Two requests, one tunnel (the connection is kept). */
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(entra_http_get(http, url(srv.https, "/json"), NULL, &resp), 0);
+		assert_int_equal(resp.status, 200);
+		entra_http_response_free(&resp);
+	}
+	assert_int_equal(net_server_count(&srv, "CONNECT"), 1);
+	/* TLS through the tunnel still checks the origin's name. */
+	assert_int_equal(entra_http_get(http, url(srv.wrongname, "/json"), NULL, &resp), -EPROTO);
+	entra_http_response_free(&resp);
+	/* The proxy's refusal. */
+	snprintf(wrong, sizeof(wrong), "https://localhost:%d/json", srv.https);
+	logged[0] = '\0';
+	assert_int_equal(entra_http_get(http, wrong, NULL, &resp), -EPROTO);
+	assert_non_null(strstr(logged, "403"));
+	entra_http_response_free(&resp);
+	entra_http_free(http);
+	/* Only http:// proxies. */
+	opt.proxy = "https://127.0.0.1:3128";
+	http = entra_http_new(&opt, &capture_log);
+	assert_non_null(http);
+	assert_int_equal(entra_http_get(http, url(srv.https, "/json"), NULL, &resp), -EINVAL);
+	entra_http_response_free(&resp);
+	entra_http_free(http);
+}
+
+/* The system store is read as a hashed directory (X509_get_default_cert_dir,
+ * never the bundle file). The product has no way to point it elsewhere, so
+ * the positive case is checked at the OpenSSL level: a hashed directory
+ * holding the test CA verifies the test server, and the default directory
+ * here holds hash links. */
+static void test_hashed_dir_store(void **state)
+{
+	char dir[PATH_MAX], link_path[PATH_MAX + 32];
+	const char *sysdir = X509_get_default_cert_dir();
+	struct sockaddr_in sa = { 0 };
+	X509 *ca;
+	FILE *f;
+	SSL_CTX *ctx;
+	SSL *ssl;
+	DIR *d;
+	struct dirent *de;
+	bool hashed = false;
+	int fd;
+
+	(void)state;
+	assert_int_equal(net_mkdtemp(dir, sizeof(dir)), 0);
+	f = fopen(srv.ca, "r");
+	assert_non_null(f);
+	ca = PEM_read_X509(f, NULL, NULL, NULL);
+	fclose(f);
+	assert_non_null(ca);
+	snprintf(link_path, sizeof(link_path), "%s/%08lx.0", dir, X509_subject_name_hash(ca));
+	X509_free(ca);
+	assert_int_equal(symlink(srv.ca, link_path), 0);
+
+	ctx = SSL_CTX_new(TLS_client_method());
+	assert_non_null(ctx);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	assert_int_equal(SSL_CTX_load_verify_dir(ctx, dir), 1);
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons((uint16_t)srv.https);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ssl = SSL_new(ctx);
+	SSL_set_fd(ssl, fd);
+	assert_int_equal(X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), "127.0.0.1"), 1);
+	assert_int_equal(SSL_connect(ssl), 1);
+	assert_int_equal(SSL_get_verify_result(ssl), X509_V_OK);
+	SSL_free(ssl);
+	close(fd);
+	SSL_CTX_free(ctx);
+	ERR_clear_error();
+	net_rmtree(dir);
+
+	d = opendir(sysdir);
+	if (d == NULL) {
+		print_message("# no system certificate directory %s\n", sysdir);
+		skip();
+	}
+	while (!hashed && (de = readdir(d)) != NULL) {
+		size_t n = strlen(de->d_name);
+
+		hashed = n == 10 && de->d_name[8] == '.' && strspn(de->d_name, "0123456789abcdef") == 8;
+	}
+	closedir(d);
+	assert_true(hashed);
+}
+
 static void test_monotonic(void **state)
 {
 	int64_t a = entra_monotonic_ms(), b;
@@ -628,6 +1057,14 @@ int main(void)
 		cmocka_unit_test(test_www_authenticate),
 		cmocka_unit_test(test_bad_input),
 		cmocka_unit_test(test_proxies),
+		cmocka_unit_test(test_parser_framing),
+		cmocka_unit_test(test_parser_rejects),
+		cmocka_unit_test(test_parser_connect_and_dates),
+		cmocka_unit_test(test_interim_and_close),
+		cmocka_unit_test(test_raw_responses),
+		cmocka_unit_test(test_url_forms),
+		cmocka_unit_test(test_proxy_tunnel),
+		cmocka_unit_test(test_hashed_dir_store),
 		cmocka_unit_test(test_monotonic),
 	};
 
