@@ -1374,6 +1374,10 @@ class Server(http.server.ThreadingHTTPServer):
     def finish_request(self, request, client_address):
         # The TLS handshake runs in the connection's own thread, not in accept().
         request.settimeout(30)
+        # Headers and body go out as separate writes: without this, Nagle
+        # holds the second until the client's delayed ACK (40 ms), a stall
+        # Entra's front ends do not have.
+        request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self.ssl_ctx is None:
             return super().finish_request(request, client_address)
         try:
