@@ -1,6 +1,6 @@
 /* userdb: the local database of Entra users (see userdb.h for the format
  * and the replacement protocol). Part of libentra_base: the NSS module
- * links it, so nothing here may pull in curl, json-c or OpenSSL. */
+ * links it, so nothing here may pull in json-c or OpenSSL. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif

@@ -1390,7 +1390,7 @@ int main(int argc, char **argv)
 	D.sigpipe[1] = sigpipe[1];
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);
-	/* libcurl's global init is not thread-safe: do it before any thread. */
+	/* OpenSSL's one-time set-up, before the first client waits on it. */
 	entra_http_free(new_http(false));
 
 	activated_sockets(&unix_fd, &tcp_fd);

@@ -539,7 +539,7 @@ static void check_network(const struct entra_config *cfg)
 	opt.proxy = cfg->https_proxy;
 	http = entra_http_new(&opt, &logger);
 	if (http == NULL) {
-		problem("cannot set up HTTPS (libcurl)", "check that libcurl is installed and ca_file is readable");
+		problem("cannot set up HTTPS (OpenSSL)", "see the log line above; check that libssl3 is installed");
 		return;
 	}
 	rc = entra_oidc_init(&oidc, cfg->authority, cfg->tenant, NULL);
