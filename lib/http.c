@@ -37,6 +37,9 @@
 #define LOW_SPEED_LIMIT 16L
 #define LOW_SPEED_TIME 30L
 #define MAX_URL_LEN 8192
+/* A request header: an Authorization header carries a bearer token, and
+ * tokens are accepted up to 64 KiB (ENTRA_JWT_MAX_LEN). */
+#define MAX_REQUEST_HEADER (64 * 1024 + 256)
 #define MAX_HOST_LEN 253
 #define DEFAULT_PROXY_PORT 1080 /* libcurl's default, kept for configurations */
 #define READ_CHUNK 16384
@@ -393,11 +396,18 @@ static void url_for_log(const struct url *u, char *out, size_t out_len)
 		 (int)(u->path_len > 400 ? 400 : u->path_len), u->target);
 }
 
+/* "Name: value": a token name directly followed by ':' (so that "Host :"
+ * cannot slip past the checks of header_named), and no control
+ * characters anywhere. */
 static bool header_is_sane(const char *h)
 {
-	size_t len = strnlen(h, MAX_URL_LEN + 1);
+	size_t len = strnlen(h, MAX_REQUEST_HEADER + 1), name = 0;
 
-	if (len == 0 || len > MAX_URL_LEN || strchr(h, ':') == NULL)
+	if (len == 0 || len > MAX_REQUEST_HEADER)
+		return false;
+	while (name < len && entra_http_is_tchar((unsigned char)h[name]))
+		name++;
+	if (name == 0 || h[name] != ':')
 		return false;
 	for (size_t i = 0; i < len; i++)
 		if ((unsigned char)h[i] < 0x20 || h[i] == 0x7f)
@@ -531,6 +541,16 @@ static int resolve(const struct url *u, struct io *io, struct addrinfo **out)
 	list[0] = &j->cb;
 	rc = getaddrinfo_a(GAI_NOWAIT, list, 1, &sev);
 	if (rc != 0) {
+		/* glibc can queue the lookup and then fail to set up its
+		 * notification (EAI_AGAIN when memory is short): no one will put
+		 * the notification's reference then, and a lookup still running
+		 * writes into j, which must outlive it (leaked on purpose). */
+		if (gai_error(&j->cb) == EAI_INPROGRESS && gai_cancel(&j->cb) == EAI_NOTCANCELED) {
+			snprintf(io->why, sizeof(io->why), "cannot start the name lookup");
+			return -ENOMEM;
+		}
+		if (j->cb.ar_result != NULL)
+			freeaddrinfo(j->cb.ar_result);
 		free(j);
 		snprintf(io->why, sizeof(io->why), "cannot start the name lookup");
 		return rc == EAI_MEMORY ? -ENOMEM : -EHOSTUNREACH;
@@ -607,9 +627,26 @@ static int connect_one(const struct addrinfo *ai, struct io *io, int64_t until, 
 	return 0;
 }
 
+/* Loopback or link-local: where plain http may go (the managed-identity
+ * endpoints; callers check the URL too, this is the second line). */
+static bool addr_is_local(const struct addrinfo *ai)
+{
+	if (ai->ai_family == AF_INET) {
+		uint32_t a = ntohl(((const struct sockaddr_in *)ai->ai_addr)->sin_addr.s_addr);
+
+		return (a >> 24) == 127 || (a >> 16) == 0xa9fe; /* 127/8, 169.254/16 */
+	}
+	if (ai->ai_family == AF_INET6) {
+		const struct in6_addr *a = &((const struct sockaddr_in6 *)ai->ai_addr)->sin6_addr;
+
+		return IN6_IS_ADDR_LOOPBACK(a) || IN6_IS_ADDR_LINKLOCAL(a);
+	}
+	return false;
+}
+
 /* Try each address in turn; a silent one gets its share of the time left
  * (at least 2 s), so that one black hole does not use it all. */
-static int tcp_connect(const struct url *u, struct io *io, int *fdp)
+static int tcp_connect(const struct url *u, bool local_only, struct io *io, int *fdp)
 {
 	struct addrinfo *res = NULL, *ai;
 	int rc, last = -ECONNREFUSED, n = 0;
@@ -617,8 +654,16 @@ static int tcp_connect(const struct url *u, struct io *io, int *fdp)
 	rc = resolve(u, io, &res);
 	if (rc < 0)
 		return rc;
-	for (ai = res; ai != NULL; ai = ai->ai_next)
+	for (ai = res; ai != NULL; ai = ai->ai_next) {
+		if (local_only && !addr_is_local(ai)) {
+			freeaddrinfo(res);
+			snprintf(io->why, sizeof(io->why),
+				 "plain http only to a loopback or link-local address, not %.100s",
+				 u->host);
+			return -EPROTO;
+		}
 		n++;
+	}
 	for (ai = res; ai != NULL; ai = ai->ai_next, n--) {
 		int64_t now = entra_monotonic_ms(), left = io->end_ms - now, share = left / n;
 
@@ -703,7 +748,10 @@ static int make_ctx(struct entra_http *http, struct io *io)
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+	/* CLEANSE_PLAINTEXT: decrypted records (tokens) are wiped before
+	 * OpenSSL frees or reuses its buffers. */
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
+				 SSL_OP_CLEANSE_PLAINTEXT);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	/* Never the environment's SSL_CERT_FILE/SSL_CERT_DIR (the user sets
 	 * it under su and sudo). The system store as a hashed directory only:
@@ -771,6 +819,12 @@ static int tls_start(struct entra_http *http, struct conn *c, const struct url *
 	}
 	if (SSL_get_verify_result(c->ssl) != X509_V_OK) {
 		tls_reason(c->ssl, io, "TLS handshake");
+		return -EPROTO;
+	}
+	/* X509_V_OK is also what an anonymous suite gives (no certificate at
+	 * all): a system openssl.cnf must not be able to allow that. */
+	if (SSL_get0_peer_certificate(c->ssl) == NULL) {
+		snprintf(io->why, sizeof(io->why), "TLS handshake: the server sent no certificate");
 		return -EPROTO;
 	}
 	return 0;
@@ -957,6 +1011,9 @@ static bool conn_reusable(const struct conn *c, const struct url *u)
 
 	if (c->fd < 0 || c->tls != u->tls || c->port != u->port || strcmp(c->host, u->host) != 0)
 		return false;
+	/* Decrypted bytes already buffered: nobody asked for them. */
+	if (c->ssl != NULL && SSL_has_pending(c->ssl))
+		return false;
 	/* Readable while idle: an EOF, a reset, or bytes nobody asked for. */
 	return poll(&pfd, 1, 0) == 0;
 }
@@ -973,7 +1030,7 @@ static int conn_open(struct entra_http *http, const struct url *u, struct io *io
 			snprintf(io->why, sizeof(io->why), "unusable proxy (only http://host:port)");
 			return -EINVAL;
 		}
-		rc = tcp_connect(&pu, io, &c->fd);
+		rc = tcp_connect(&pu, false, io, &c->fd);
 		if (rc < 0) {
 			char tmp[sizeof(io->why)];
 
@@ -983,7 +1040,7 @@ static int conn_open(struct entra_http *http, const struct url *u, struct io *io
 		}
 		rc = proxy_connect(c, u, io);
 	} else {
-		rc = tcp_connect(u, io, &c->fd);
+		rc = tcp_connect(u, !u->tls, io, &c->fd);
 	}
 	if (rc == 0 && u->tls)
 		rc = tls_start(http, c, u, io);
@@ -1093,6 +1150,7 @@ static int perform(struct entra_http *http, const char *method, const char *url,
 	char where[512];
 	int64_t now;
 	long timeout_ms = http->timeout_ms;
+	size_t headers_len = 0;
 	int rc;
 
 	response_init(resp, http->max_body);
@@ -1134,11 +1192,12 @@ static int perform(struct entra_http *http, const char *method, const char *url,
 				  method, where);
 			return -EINVAL;
 		}
+		headers_len += strlen(headers[i]) + 2;
 	}
 	memset(&io, 0, sizeof(io));
 	io.end_ms = now + timeout_ms;
 	/* Request headers and form bodies hold secrets: the buffer is wiped. */
-	entra_buf_init(&req, 4 * MAX_URL_LEN + (form != NULL ? strlen(form) : 0) + 64 * 1024);
+	entra_buf_init(&req, 4 * MAX_URL_LEN + (form != NULL ? strlen(form) : 0) + headers_len + 1024);
 	rc = build_request(&req, method, &u, form, headers);
 	if (rc < 0) {
 		entra_log(http->log, LOG_ERR, "http: %s %s: cannot set up the request", method,

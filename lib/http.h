@@ -1,6 +1,8 @@
-/* HTTP/1.1 over OpenSSL: TLS always verified (ca_file for tests), https only
- * unless the caller allows plain http for a link-local or loopback
- * managed-identity endpoint, redirects never followed, response size
+/* HTTP/1.1 over OpenSSL: TLS always verified (ca_file for tests, else the
+ * system store read as OpenSSL's hashed directory, /etc/ssl/certs on
+ * Debian), https only unless the caller allows plain http for a
+ * managed-identity endpoint (even then only to loopback or link-local
+ * addresses, checked after resolution), redirects never followed, response size
  * capped, per-request timeout clipped to an overall deadline. One handle
  * is reused for the requests of one transaction; never share it between
  * threads.
@@ -13,7 +15,10 @@
  * reached directly).
  * OpenSSL is initialised once per process and never cleaned up (the PAM
  * module lives in arbitrary host processes); nothing here raises SIGPIPE.
- * A handle keeps its connection for its next request to the same place.
+ * A handle keeps its connection for its next request to the same place;
+ * a kept connection found closed before any byte of the answer is replaced
+ * once and the request sent again, as libcurl does (a server that takes a
+ * POST and closes without answering may so see it twice).
  * User agent: pam_entra/VERSION. */
 #ifndef ENTRA_HTTP_H
 #define ENTRA_HTTP_H
@@ -58,8 +63,9 @@ void entra_http_free(struct entra_http *http);
 void entra_http_set_deadline(struct entra_http *http, int64_t deadline_ms);
 int64_t entra_monotonic_ms(void);
 
-/* headers: NULL-terminated array of "Name: value" strings (no control
- * characters), or NULL.
+/* headers: NULL-terminated array of "Name: value" strings (a token name
+ * directly followed by ':', no control characters, at most 64 KiB each;
+ * Host, Content-Length, Transfer-Encoding and Connection are ours), or NULL.
  * 0 when a response was received (any status but 3xx: check resp->status),
  * or -ETIMEDOUT (timeout, deadline, or a peer too slow), -ECONNREFUSED /
  * -EHOSTUNREACH (connect; -EHOSTUNREACH also for a name that does not
@@ -67,7 +73,7 @@ int64_t entra_monotonic_ms(void);
  * -EPROTO (TLS failure such as an untrusted or wrong-name certificate,
  * protocol error, a non-https URL, or a 3xx redirect: never followed;
  * resp->status then holds the 3xx), -E2BIG (body over the cap), -EINVAL
- * (bad URL or header), -ENOMEM. The reason is logged with the URL's host
+ * (bad URL or header), -ENOMEM, -EIO (a local poll or socket failure). The reason is logged with the URL's host
  * and path only (never its query string). On failure resp->body is empty.
  * resp is initialised by these calls and must be freed with
  * entra_http_response_free whatever they return; that wipes the body. */

@@ -57,7 +57,7 @@ static void reset_headers(struct entra_http_parser *p)
 	p->length = 0;
 }
 
-static bool is_tchar(unsigned char c)
+bool entra_http_is_tchar(unsigned char c)
 {
 	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
 	       (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
@@ -221,7 +221,7 @@ static int header_line(struct entra_http_parser *p, const char *line, size_t len
 
 	if (line[0] == ' ' || line[0] == '\t')
 		return -EPROTO; /* obs-fold: refused (RFC 9112 §5.2) */
-	while (nlen < len && is_tchar((unsigned char)line[nlen]))
+	while (nlen < len && entra_http_is_tchar((unsigned char)line[nlen]))
 		nlen++;
 	if (nlen == 0 || nlen == len || line[nlen] != ':')
 		return -EPROTO; /* no name, or space before the colon */
@@ -437,6 +437,9 @@ int entra_http_parser_feed(struct entra_http_parser *p, const char *data, size_t
 			size_t line_len;
 
 			if (p->line_len + n >= sizeof(p->line))
+				return -EPROTO;
+			if ((p->state == S_CHUNK_SIZE || p->state == S_CHUNK_END) &&
+			    p->line_len + n > ENTRA_HTTP_CHUNK_LINE_MAX)
 				return -EPROTO;
 			if (in_head(p) && p->head_total + n + 1 > ENTRA_HTTP_HEAD_MAX)
 				return -EPROTO;

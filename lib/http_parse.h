@@ -5,7 +5,9 @@
  * Accepted: a status line "HTTP/1.0" or "HTTP/1.1", interim 1xx responses
  * (skipped; 101 is refused: we never ask to switch protocols), header
  * lines of at most ENTRA_HTTP_LINE_MAX bytes and ENTRA_HTTP_HEAD_MAX in
- * all (status lines, headers and chunked trailers together), no obs-fold.
+ * all (status lines, headers and chunked trailers together), no obs-fold;
+ * chunk-size lines of at most ENTRA_HTTP_CHUNK_LINE_MAX bytes (a stream of
+ * tiny chunks with long extensions is refused, not read for hours).
  * Framing: Content-Length (digits only; repeats must agree), or
  * Transfer-Encoding exactly "chunked" (never together with a
  * Content-Length), or the body runs to the connection's close. */
@@ -19,7 +21,8 @@
 
 #include "http.h"
 
-#define ENTRA_HTTP_LINE_MAX 8192
+#define ENTRA_HTTP_LINE_MAX 16384
+#define ENTRA_HTTP_CHUNK_LINE_MAX 256 /* chunk-size line with its extensions */
 #define ENTRA_HTTP_HEAD_MAX (64 * 1024)
 
 struct entra_http_parser {
@@ -56,6 +59,9 @@ int entra_http_parser_feed(struct entra_http_parser *p, const char *data, size_t
 int entra_http_parser_eof(struct entra_http_parser *p);
 /* Wipe the line buffer (header values may hold secrets). */
 void entra_http_parser_wipe(struct entra_http_parser *p);
+
+/* An RFC 9110 token character (header names, methods). */
+bool entra_http_is_tchar(unsigned char c);
 
 /* Retry-After value: delta-seconds or an HTTP-date (RFC 9110 §10.2.3);
  * seconds from now (a past date gives 0, capped at 7 days), -1 when

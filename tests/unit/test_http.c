@@ -271,6 +271,12 @@ static void test_plain_http(void **state)
 	assert_int_equal(resp.status, 299);
 	entra_http_response_free(&resp);
 	assert_int_equal(net_server_count(&srv, "/status/299"), 1);
+	/* Plain http goes only to loopback or link-local addresses, whatever
+	 * the caller allowed: refused before any connect. */
+	assert_int_equal(entra_http_get(http, "http://192.0.2.1:9/x", NULL, &resp), -EPROTO);
+	entra_http_response_free(&resp);
+	assert_int_equal(entra_http_get(http, "http://[2001:db8::1]:9/x", NULL, &resp), -EPROTO);
+	entra_http_response_free(&resp);
 	entra_http_free(http);
 }
 
@@ -542,6 +548,10 @@ static void test_bad_input(void **state)
 {
 	static const char *const injected[] = { "X-A: b\r\nX-Evil: 1", NULL };
 	static const char *const nocolon[] = { "garbage", NULL };
+	/* A name that is not a token, e.g. a space before the colon, would
+	 * pass a check for "Host:" and send a second Host header. */
+	static const char *const spaced[] = { "Host : evil.example", NULL };
+	static const char *const noname[] = { ": value", NULL };
 	struct entra_http *http = client(5000, 0, false);
 	struct entra_http_response resp;
 
@@ -556,6 +566,24 @@ static void test_bad_input(void **state)
 	entra_http_response_free(&resp);
 	assert_int_equal(entra_http_get(http, url(srv.https, "/json"), nocolon, &resp), -EINVAL);
 	entra_http_response_free(&resp);
+	assert_int_equal(entra_http_get(http, url(srv.https, "/json"), spaced, &resp), -EINVAL);
+	entra_http_response_free(&resp);
+	assert_int_equal(entra_http_get(http, url(srv.https, "/json"), noname, &resp), -EINVAL);
+	entra_http_response_free(&resp);
+	/* A bearer token of 60 KiB fits in a request header. */
+	{
+		char *bearer = malloc(60 * 1024 + 32);
+		const char *big[] = { bearer, NULL };
+
+		assert_non_null(bearer);
+		memcpy(bearer, "Authorization: Bearer ", 22);
+		memset(bearer + 22, 'a', 60 * 1024);
+		bearer[22 + 60 * 1024] = '\0';
+		assert_int_equal(entra_http_get(http, url(srv.https, "/json"), big, &resp), 0);
+		assert_int_equal(resp.status, 200);
+		entra_http_response_free(&resp);
+		free(bearer);
+	}
 	assert_int_equal(entra_http_post_form(http, url(srv.https, "/echo"), NULL, NULL, &resp),
 			 -EINVAL);
 	entra_http_response_free(&resp);
@@ -729,6 +757,15 @@ static void test_parser_rejects(void **state)
 				  "-1\r\n"), -EPROTO);
 	assert_int_equal(parse_rc("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
 				  "3\r\nabcd\r\n0\r\n\r\n"), -EPROTO);
+	/* A chunk-size line is short: extensions cannot make tiny chunks cost
+	 * kilobytes each. */
+	{
+		char ext[ENTRA_HTTP_CHUNK_LINE_MAX + 128];
+
+		snprintf(ext, sizeof(ext), "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;%0*d\r\n",
+			 ENTRA_HTTP_CHUNK_LINE_MAX, 0);
+		assert_int_equal(parse_rc(ext), -EPROTO);
+	}
 	/* Header syntax: obs-fold, space before the colon, controls. */
 	assert_int_equal(parse_rc("HTTP/1.1 200 OK\r\nX-A: 1\r\n folded\r\n\r\n"), -EPROTO);
 	assert_int_equal(parse_rc("HTTP/1.1 200 OK\r\nContent-Length : 0\r\n\r\n"), -EPROTO);
@@ -739,6 +776,21 @@ static void test_parser_rejects(void **state)
 	big[sizeof(big) - 1] = '\0';
 	memcpy(big, "HTTP/1.1 200 OK\r\nX-Big: ", 24);
 	assert_int_equal(parse_rc(big), -EPROTO);
+	/* A WWW-Authenticate over 8 KiB is dropped, the response kept. */
+	{
+		char *www = malloc(12 * 1024);
+		struct parsed r;
+
+		assert_non_null(www);
+		snprintf(www, 12 * 1024, "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer x=\"%0*d\"\r\n"
+			 "Content-Length: 0\r\n\r\n", 9 * 1024, 0);
+		parse_all_ways(www, 4096, &r);
+		assert_int_equal(r.rc, 0);
+		assert_int_equal(r.resp.status, 401);
+		assert_null(r.resp.www_authenticate);
+		entra_http_response_free(&r.resp);
+		free(www);
+	}
 	{
 		struct entra_buf head;
 		struct parsed r;
