@@ -295,6 +295,10 @@ int main(int argc, char **argv)
 		const char *stack = getenv("ENTRA_BENCH_STACK");
 		int n = (int)strtol(getenv("ENTRA_BENCH_SESSIONS"), NULL, 10);
 
+		/* The full run logs in for seconds first: let the freshly
+		 * written configuration file settle as it has there (a file
+		 * changed within 2 s is read at every call, see pam_entra.c). */
+		sleep(3);
 		fake_control("reset", "{}");
 		session_us("bench-svc", "nobody", 1); /* warm the cache */
 		session_us(stack != NULL && strcmp(stack, "permit") == 0 ? "bench-permit" : "bench-svc", "nobody",
