@@ -450,7 +450,9 @@ int entra_session_stash(const struct entra_config *cfg, const struct entra_sessi
 	json_object_object_add(obj, "created", json_object_new_int64(time(NULL)));
 	text = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 	snprintf(name, sizeof(name), PENDING_PREFIX "%s", handle);
-	rc = text ? entra_write_file_atomic(priv_fd, name, text, strlen(text), 0600, 0, 0) : -ENOMEM;
+	/* private/ is root's 0700 and the handle fresh: the entry is read
+	 * only by whoever gets the handle, after this returns. */
+	rc = text ? entra_write_file_new(priv_fd, name, text, strlen(text), 0600, 0, 0) : -ENOMEM;
 	if (text != NULL)
 		explicit_bzero((char *)text, strlen(text));
 	json_object_put(obj);
