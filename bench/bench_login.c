@@ -235,7 +235,7 @@ static double session_us(const char *service, const char *user, int n)
 		pam_close_session(ph, 0);
 		pam_end(ph, PAM_SUCCESS);
 	}
-	return (now_ms() - t0) * 1e3 / n;
+	return n > 0 ? (now_ms() - t0) * 1e3 / n : 0;
 }
 
 /* Batches alternate between the two stacks and each keeps its fastest
@@ -289,9 +289,26 @@ int main(int argc, char **argv)
 		      "session required pam_permit.so\nsession required pam_permit.so\n", f);
 		fclose(f);
 	}
-	bench_logins();
-	bench_pamtester_rss();
-	bench_service_sessions();
+	if (getenv("ENTRA_BENCH_SESSIONS") != NULL) {
+		/* For strace -c and callgrind: the service sessions alone, so
+		 * that a run of N minus a run of 0 is N sessions' worth. */
+		const char *stack = getenv("ENTRA_BENCH_STACK");
+		int n = (int)strtol(getenv("ENTRA_BENCH_SESSIONS"), NULL, 10);
+
+		/* The full run logs in for seconds first: let the freshly
+		 * written configuration file settle as it has there (a file
+		 * changed within 2 s is read at every call, see pam_entra.c). */
+		sleep(3);
+		fake_control("reset", "{}");
+		session_us("bench-svc", "nobody", 1); /* warm the cache */
+		session_us(stack != NULL && strcmp(stack, "permit") == 0 ? "bench-permit" : "bench-svc", "nobody",
+			   n > 0 ? n : 0);
+		printf("%d service sessions\n", n > 0 ? n : 0);
+	} else {
+		bench_logins();
+		bench_pamtester_rss();
+		bench_service_sessions();
+	}
 	harness_stop();
 	/* rm under pam_wrapper's preload fails to set up and leaves the
 	 * directory behind. */

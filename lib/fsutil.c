@@ -92,6 +92,18 @@ static int open_parent(const char *path, char **last_out)
 	return fd;
 }
 
+/* An existing directory: owned by uid, no mode bit beyond mode. */
+static int check_existing_dir(const struct stat *st, mode_t mode, uid_t uid)
+{
+	if (!S_ISDIR(st->st_mode))
+		return -ENOTDIR;
+	if (st->st_uid != uid)
+		return -EPERM;
+	if ((st->st_mode & 07777 & ~mode) != 0)
+		return -EACCES;
+	return 0;
+}
+
 int entra_dir_open_or_create_at(int dirfd, const char *name, mode_t mode, uid_t uid, gid_t gid)
 {
 	struct stat st;
@@ -130,32 +142,83 @@ int entra_dir_open_or_create_at(int dirfd, const char *name, mode_t mode, uid_t 
 			rc = -EPERM;
 			goto fail;
 		}
-		if (fchown(fd, uid, gid) != 0 || fchmod(fd, mode) != 0) {
+		/* mkdirat gave 0700 less the umask, plus a setgid bit
+		 * inherited from the parent: fchmod only when that is not
+		 * already the mode asked for. */
+		if (fchown(fd, uid, gid) != 0 ||
+		    ((st.st_mode & 07777) != mode && fchmod(fd, mode) != 0)) {
 			rc = -errno;
 			unlinkat(dirfd, name, AT_REMOVEDIR);
 			goto fail;
 		}
 		return fd;
 	}
-	if (st.st_uid != uid) {
-		rc = -EPERM;
+	rc = check_existing_dir(&st, mode, uid);
+	if (rc < 0)
 		goto fail;
-	}
-	if ((st.st_mode & 07777 & ~mode) != 0) {
-		rc = -EACCES;
-		goto fail;
-	}
 	return fd;
 fail:
 	close(fd);
 	return rc;
 }
 
+int entra_dir_create_at(int dirfd, const char *name, mode_t mode)
+{
+	struct stat st;
+	int fd, rc;
+
+	if (!component_ok(name))
+		return -EINVAL;
+	mode &= 0700;
+	if (mkdirat(dirfd, name, 0700) != 0)
+		return -errno;
+	fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		rc = dir_open_error(dirfd, name);
+		unlinkat(dirfd, name, AT_REMOVEDIR);
+		return rc;
+	}
+	/* Still ours (not swapped between mkdirat and openat), and no one
+	 * else has any access: mkdirat's mode less the umask, never more. */
+	if (fstat(fd, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid() ||
+	    (st.st_mode & 077) != 0) {
+		close(fd);
+		return -EPERM; /* not removed: it may not be the one we made */
+	}
+	if ((st.st_mode & 07777) != mode && fchmod(fd, mode) != 0) {
+		rc = -errno;
+		close(fd);
+		unlinkat(dirfd, name, AT_REMOVEDIR);
+		return rc;
+	}
+	return fd;
+}
+
 int entra_dir_open_or_create(const char *path, mode_t mode, uid_t uid, gid_t gid)
 {
 	char *last = NULL;
-	int parent, fd;
+	struct stat st;
+	size_t len;
+	int parent, fd, rc;
 
+	/* Usually there: one open of the whole path, O_NOFOLLOW on its last
+	 * component as below (components above it are system paths that may
+	 * be symlinks). Not with a trailing slash, which would follow a
+	 * symlink in the last component. */
+	len = path != NULL ? strnlen(path, PATH_MAX) : 0;
+	if (len > 1 && len < PATH_MAX && path[0] == '/' && path[len - 1] != '/') {
+		fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd >= 0) {
+			rc = fstat(fd, &st) != 0 ? -errno : check_existing_dir(&st, mode & 07777, uid);
+			if (rc < 0) {
+				close(fd);
+				return rc;
+			}
+			return fd;
+		}
+		if (errno != ENOENT)
+			return dir_open_error(AT_FDCWD, path);
+	}
 	parent = open_parent(path, &last);
 	if (parent < 0)
 		return parent;
@@ -294,11 +357,57 @@ fail:
 	return rc;
 }
 
+int entra_write_file_new(int dirfd, const char *name, const void *data, size_t len,
+			 mode_t mode, uid_t uid, gid_t gid)
+{
+	int fd, rc;
+
+	if (!component_ok(name) || (data == NULL && len > 0))
+		return -EINVAL;
+	fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	/* Owner and mode before any byte of data lands in the file. */
+	if (fchown(fd, uid, gid) != 0 || fchmod(fd, mode & 07777) != 0) {
+		rc = -errno;
+		goto fail;
+	}
+	rc = write_all(fd, data, len);
+	if (rc < 0)
+		goto fail;
+	if (close(fd) != 0) {
+		fd = -1;
+		rc = -errno;
+		goto fail;
+	}
+	return 0;
+fail:
+	close_keep_errno(fd);
+	unlinkat(dirfd, name, 0);
+	return rc;
+}
+
+static int read_file(int dirfd, const char *name, size_t max, uid_t owner, mode_t refused,
+		     struct entra_buf *out);
+
 int entra_read_file_trusted(int dirfd, const char *name, size_t max, uid_t owner,
 			    struct entra_buf *out)
 {
+	return read_file(dirfd, name, max, owner, S_IWGRP | S_IWOTH, out);
+}
+
+int entra_read_file_secret(int dirfd, const char *name, size_t max, uid_t owner,
+			   struct entra_buf *out)
+{
+	return read_file(dirfd, name, max, owner, 077, out);
+}
+
+static int read_file(int dirfd, const char *name, size_t max, uid_t owner, mode_t refused,
+		     struct entra_buf *out)
+{
 	struct stat st;
 	char chunk[4096];
+	size_t dirty = 0;
 	int fd, rc;
 
 	entra_buf_init(out, max);
@@ -321,7 +430,7 @@ int entra_read_file_trusted(int dirfd, const char *name, size_t max, uid_t owner
 		rc = -EPERM;
 		goto out;
 	}
-	if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+	if ((st.st_mode & refused) != 0) {
 		rc = -EACCES;
 		goto out;
 	}
@@ -340,11 +449,18 @@ int entra_read_file_trusted(int dirfd, const char *name, size_t max, uid_t owner
 		}
 		if (n == 0)
 			break;
+		if ((size_t)n > dirty)
+			dirty = (size_t)n;
 		rc = entra_buf_append(out, chunk, (size_t)n);
 		if (rc < 0) {
 			rc = rc == -E2BIG ? -EFBIG : rc; /* it grew while we read */
 			goto out;
 		}
+		/* A short read of a regular file is its end: when that is
+		 * exactly the size fstat saw, a read of 0 would only say so
+		 * again. Anything else reads on to the end. */
+		if ((size_t)n < sizeof(chunk) && out->len == (size_t)st.st_size)
+			break;
 	}
 	if (out->data == NULL) {
 		rc = entra_buf_append(out, "", 0);
@@ -353,7 +469,7 @@ int entra_read_file_trusted(int dirfd, const char *name, size_t max, uid_t owner
 	}
 	rc = 0;
 out:
-	explicit_bzero(chunk, sizeof(chunk));
+	explicit_bzero(chunk, dirty); /* what a read put there */
 	close(fd);
 	if (rc < 0)
 		entra_buf_free(out);

@@ -21,6 +21,13 @@ int entra_dir_open_or_create(const char *path, mode_t mode, uid_t uid, gid_t gid
 /* The same, for one component `name` inside an open directory. */
 int entra_dir_open_or_create_at(int dirfd, const char *name, mode_t mode, uid_t uid, gid_t gid);
 
+/* Create dirfd/name, which must not exist (-EEXIST), for the caller's
+ * euid with mode (owner bits only; no one else gets any access), and open
+ * it O_NOFOLLOW. For a fresh, randomly named directory that the caller
+ * fills and only then hands over (fchown): while it is filled no one else
+ * can enter it. Returns fd or -errno. */
+int entra_dir_create_at(int dirfd, const char *name, mode_t mode);
+
 /* Open an existing directory without following symlinks, requiring owner
  * uid and no group/other write bit. Returns fd or -errno. */
 int entra_dir_open_trusted(const char *path, uid_t uid);
@@ -32,6 +39,16 @@ int entra_dir_open_trusted(const char *path, uid_t uid);
 int entra_write_file_atomic(int dirfd, const char *name, const void *data, size_t len,
 			    mode_t mode, uid_t uid, gid_t gid);
 
+/* Create dirfd/name, which must not exist (O_EXCL|O_NOFOLLOW), owner and
+ * mode set before the data is written; on failure it is removed. Not
+ * atomic and not synced: only for a directory no one else can enter
+ * (one made by entra_dir_create_at, or root's own 0700 directory with a
+ * fresh random name) whose files do not need to outlive a crash, such
+ * as a session's. Readers cannot see the file before it is complete.
+ * 0 or -errno (-EEXIST if it exists). */
+int entra_write_file_new(int dirfd, const char *name, const void *data, size_t len,
+			 mode_t mode, uid_t uid, gid_t gid);
+
 /* Read dirfd/name (O_NOFOLLOW, a regular file, at most max bytes, owned by
  * owner, not writable by group or others) into out (initialised here;
  * out->data is "" for an empty file). 0, or -ENOENT, -ELOOP, -EPERM
@@ -39,6 +56,10 @@ int entra_write_file_atomic(int dirfd, const char *name, const void *data, size_
  * name not a single path component). On failure out is empty. */
 int entra_read_file_trusted(int dirfd, const char *name, size_t max, uid_t owner,
 			    struct entra_buf *out);
+/* The same for a file holding a secret: any group or other permission bit
+ * at all is refused (-EACCES). */
+int entra_read_file_secret(int dirfd, const char *name, size_t max, uid_t owner,
+			   struct entra_buf *out);
 
 /* Same for an absolute path (used for the config file). The directory
  * holding the file must also be owned by root or owner (-EPERM) and not

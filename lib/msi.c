@@ -12,6 +12,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -306,6 +307,14 @@ static void backoff_sleep(const struct entra_msi_request *req, int64_t ms)
 
 static uint32_t next_rand(struct msi_ctx *c)
 {
+	/* Seeded at the first retry: a token from the cache needs none. */
+	if (c->rng == 0) {
+		uint32_t seed = 0;
+
+		if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed))
+			seed = (uint32_t)getpid() ^ (uint32_t)entra_monotonic_ms();
+		c->rng = seed ? seed : 0x9e3779b9u;
+	}
 	/* xorshift32: jitter only needs to decorrelate processes. */
 	c->rng ^= c->rng << 13;
 	c->rng ^= c->rng >> 17;
@@ -746,11 +755,18 @@ static int attempt(struct msi_ctx *c, const char *url, struct entra_http_respons
 
 /* ---- responses ---- */
 
-/* RFC 6750 b64token: what a bearer token may contain. */
+/* RFC 6750 b64token: what a bearer token may contain. A table: every
+ * warm service session checks a token of a few kilobytes. */
+#define B64T_RANGE(a, b) [a ... b] = true
+static const bool b64token_chars[256] = {
+	B64T_RANGE('a', 'z'), B64T_RANGE('A', 'Z'), B64T_RANGE('0', '9'),
+	['-'] = true, ['.'] = true, ['_'] = true, ['~'] = true, ['+'] = true, ['/'] = true,
+};
+#undef B64T_RANGE
+
 static bool is_b64token_char(unsigned char ch)
 {
-	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-	       ch == '-' || ch == '.' || ch == '_' || ch == '~' || ch == '+' || ch == '/';
+	return b64token_chars[ch];
 }
 
 static bool is_b64token(const char *s)
@@ -1002,6 +1018,16 @@ static int fetch(struct msi_ctx *c)
 
 /* ---- cache ---- */
 
+/* SHA-256 fetched once per process: an implicit fetch (EVP_sha256() in
+ * EVP_Digest) looks the algorithm up again at every call. */
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+static EVP_MD *sha256_md;
+
+static void sha256_fetch(void)
+{
+	sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
 static int cache_key(struct msi_ctx *c, char hex[65])
 {
 	unsigned char md[32];
@@ -1013,7 +1039,8 @@ static int cache_key(struct msi_ctx *c, char hex[65])
 	rc = entra_buf_printf(&k, "msi-v1\n%s\n%s\n%s\n%s\n%s", entra_msi_source_name(c->source),
 			      c->base_url, c->id_param ? c->id_param : "system",
 			      c->id_value ? c->id_value : "", c->resource);
-	if (rc == 0 && EVP_Digest(k.data, k.len, md, &mdlen, EVP_sha256(), NULL) != 1)
+	if (rc == 0 && (pthread_once(&sha256_once, sha256_fetch) != 0 || sha256_md == NULL ||
+			EVP_Digest(k.data, k.len, md, &mdlen, sha256_md, NULL) != 1))
 		rc = -EIO;
 	entra_buf_free(&k);
 	if (rc < 0 || mdlen != sizeof(md))
@@ -1026,18 +1053,16 @@ static int cache_key(struct msi_ctx *c, char hex[65])
 	return 0;
 }
 
-static int cache_open(struct msi_ctx *c)
+static int cache_open(struct msi_ctx *c, uid_t uid)
 {
-	uid_t uid = geteuid();
-	gid_t gid = getegid();
 	int top, dfd;
 
 	top = entra_dir_open_trusted(c->req->cache_dir, uid);
 	if (top == -ENOENT)
-		top = entra_dir_open_or_create(c->req->cache_dir, 0700, uid, gid);
+		top = entra_dir_open_or_create(c->req->cache_dir, 0700, uid, getegid());
 	if (top < 0)
 		return top;
-	dfd = entra_dir_open_or_create_at(top, "msi", 0700, uid, gid);
+	dfd = entra_dir_open_or_create_at(top, "msi", 0700, uid, getegid());
 	close(top);
 	return dfd;
 }
@@ -1110,21 +1135,18 @@ static char *cached_id(const char *v)
 }
 
 /* Load a cache entry into tok. 0, or -errno if absent, unsafe or corrupt. */
-static int cache_read(struct msi_ctx *c, int dfd, const char *name, struct entra_msi_token *tok)
+static int cache_read(struct msi_ctx *c, int dfd, const char *name, uid_t uid, struct entra_msi_token *tok)
 {
 	struct entra_buf b;
 	struct json_object *obj = NULL;
-	struct stat st;
 	const char *at, *res, *src, *tid = NULL, *oid = NULL;
 	int64_t exp_on = 0, ref_on = 0;
 	bool own;
 	int rc;
 
-	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
-		return -errno;
-	if ((st.st_mode & 077) != 0)
-		return -EACCES; /* never trust (nor keep using) a file others could read */
-	rc = entra_read_file_trusted(dfd, name, MAX_CACHE_FILE, geteuid(), &b);
+	/* Ours, and no access for anyone else: never trust (nor keep
+	 * using) a file others could read. */
+	rc = entra_read_file_secret(dfd, name, MAX_CACHE_FILE, uid, &b);
 	if (rc < 0)
 		return rc;
 	own = read_own_layout(b.data, b.len, &at, &res, &src, &tid, &oid, &exp_on, &ref_on);
@@ -1271,6 +1293,7 @@ static int get_cached(struct msi_ctx *c)
 {
 	struct entra_msi_token cached;
 	char key[65], file[80], lockname[80];
+	uid_t uid = geteuid();
 	int dfd, lfd, rc;
 
 	rc = cache_key(c, key);
@@ -1278,7 +1301,7 @@ static int get_cached(struct msi_ctx *c)
 		return fail(c, rc, "cannot compute the cache key");
 	snprintf(file, sizeof(file), "%s.json", key);
 	snprintf(lockname, sizeof(lockname), "%s.lock", key);
-	dfd = cache_open(c);
+	dfd = cache_open(c, uid);
 	if (dfd < 0) {
 		entra_log(c->log, LOG_WARNING, "managed identity: token cache %s/msi unusable (%s); fetching uncached",
 			  c->req->cache_dir, strerror(-dfd));
@@ -1286,7 +1309,7 @@ static int get_cached(struct msi_ctx *c)
 	}
 	memset(&cached, 0, sizeof(cached));
 	/* Warm path: no lock, one read. */
-	if (cache_read(c, dfd, file, &cached) == 0 && fresh(&cached, wall_s(c->req))) {
+	if (cache_read(c, dfd, file, uid, &cached) == 0 && fresh(&cached, wall_s(c->req))) {
 		token_move(c->out, &cached);
 		close(dfd);
 		return 0;
@@ -1296,7 +1319,7 @@ static int get_cached(struct msi_ctx *c)
 	lfd = cache_lock(c, dfd, lockname);
 	if (lfd < 0) {
 		/* Someone else is (still) fetching; whatever they left may do. */
-		if (cache_read(c, dfd, file, &cached) == 0 && usable(&cached, wall_s(c->req))) {
+		if (cache_read(c, dfd, file, uid, &cached) == 0 && usable(&cached, wall_s(c->req))) {
 			token_move(c->out, &cached);
 			close(dfd);
 			return 0;
@@ -1307,7 +1330,7 @@ static int get_cached(struct msi_ctx *c)
 			    "cannot lock the token cache: %s", strerror(-lfd));
 	}
 	/* The lock holder before us may have just refreshed it. */
-	if (cache_read(c, dfd, file, &cached) == 0 && fresh(&cached, wall_s(c->req))) {
+	if (cache_read(c, dfd, file, uid, &cached) == 0 && fresh(&cached, wall_s(c->req))) {
 		token_move(c->out, &cached);
 		rc = 0;
 		goto out;
@@ -1334,7 +1357,6 @@ int entra_msi_get_token(const struct entra_msi_request *req, struct entra_http *
 {
 	struct msi_ctx c;
 	long total;
-	uint32_t seed = 0;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
@@ -1367,10 +1389,6 @@ int entra_msi_get_token(const struct entra_msi_request *req, struct entra_http *
 	c.real_deadline = entra_monotonic_ms() + total;
 	if (http != NULL)
 		entra_http_set_deadline(http, c.real_deadline);
-	if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed))
-		seed = (uint32_t)getpid() ^ (uint32_t)entra_monotonic_ms();
-	c.rng = seed ? seed : 0x9e3779b9u;
-
 	if (req->cache_dir != NULL)
 		rc = get_cached(&c);
 	else

@@ -53,20 +53,27 @@ void entra_session_env_free(struct entra_session_env *env)
 
 static int env_add(struct entra_session_env *env, const char *name, const char *value)
 {
-	struct entra_buf line;
-	int rc;
+	size_t nlen, vlen;
+	char *line;
 
 	if (value == NULL)
 		return 0;
 	if (env->count + 1 >= MAX_ENV_VARS)
 		return -E2BIG;
-	entra_buf_init(&line, MAX_TOKEN + 64);
-	rc = entra_buf_printf(&line, "%s=%s", name, value);
-	if (rc < 0) {
-		entra_buf_free(&line);
-		return rc;
-	}
-	env->vars[env->count++] = entra_buf_steal(&line);
+	/* One allocation of the exact size (no printf, no regrowth leaving
+	 * copies of a token behind); values were checked by the caller. */
+	nlen = strlen(name);
+	vlen = strnlen(value, MAX_TOKEN + 1);
+	if (vlen > MAX_TOKEN)
+		return -E2BIG;
+	line = malloc(nlen + vlen + 2);
+	if (line == NULL)
+		return -ENOMEM;
+	memcpy(line, name, nlen);
+	line[nlen] = '=';
+	memcpy(line + nlen + 1, value, vlen);
+	line[nlen + 1 + vlen] = '\0';
+	env->vars[env->count++] = line;
 	env->vars[env->count] = NULL;
 	return 0;
 }
@@ -108,7 +115,7 @@ static int write_workspace_config(const struct entra_config *cfg, int dir_fd,
 	json_object_object_add(obj, "resource_group", json_object_new_string(cfg->resource_group));
 	json_object_object_add(obj, "workspace_name", json_object_new_string(cfg->workspace_name));
 	text = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
-	rc = entra_write_file_atomic(dir_fd, WORKSPACE_FILE, text, strlen(text), 0600, req->uid, req->gid);
+	rc = entra_write_file_new(dir_fd, WORKSPACE_FILE, text, strlen(text), 0600, req->uid, req->gid);
 	json_object_put(obj);
 	return rc;
 }
@@ -150,7 +157,9 @@ static int write_private_store(int run_fd, const char *session_id,
 		json_object_object_add(obj, "access_token", json_object_new_string(req->access_token));
 	}
 	text = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
-	rc = entra_write_file_atomic(priv_fd, session_id, text, strlen(text), 0600, 0, 0);
+	/* private/ is root's 0700 and the session id is fresh: no one reads
+	 * this entry before the session exists (see entra_write_file_new). */
+	rc = entra_write_file_new(priv_fd, session_id, text, strlen(text), 0600, 0, 0);
 	/* json-c's serialisation buffer holds the tokens: wipe it. */
 	explicit_bzero((char *)text, strlen(text));
 	json_object_put(obj);
@@ -244,17 +253,23 @@ int entra_session_open(const struct entra_config *cfg, const char *session_id,
 			  cfg->run_dir, (unsigned long)req->uid, strerror(-uid_fd));
 		return uid_fd;
 	}
-	sess_fd = entra_dir_open_or_create_at(uid_fd, session_id, 0700, req->uid, req->gid);
+	/* A fresh directory, root's and 0700 while it is filled: no one else
+	 * can enter it, so its files are written in place (no temp file,
+	 * rename or fsync: they do not outlive the session, which does not
+	 * outlive a reboot), and it becomes the user's only once complete. */
+	sess_fd = entra_dir_create_at(uid_fd, session_id, 0700);
 	if (sess_fd < 0) {
 		rc = sess_fd;
 		entra_log(log, LOG_ERR, "cannot create session directory for %s: %s",
 			  req->user, strerror(-rc));
 		goto out;
 	}
-	rc = entra_write_file_atomic(sess_fd, TOKEN_FILE, req->access_token,
-				     strlen(req->access_token), 0600, req->uid, req->gid);
+	rc = entra_write_file_new(sess_fd, TOKEN_FILE, req->access_token,
+				  strlen(req->access_token), 0600, req->uid, req->gid);
 	if (rc == 0)
 		rc = write_workspace_config(cfg, sess_fd, req);
+	if (rc == 0 && fchown(sess_fd, req->uid, req->gid) != 0)
+		rc = -errno;
 	if (rc == 0)
 		rc = write_private_store(run_fd, session_id, req);
 	if (rc == 0)
@@ -274,11 +289,37 @@ out:
 	return rc;
 }
 
+/* Remove uid_fd/session_id: the files entra_session_open wrote, then the
+ * directory; only when that says it is not empty (the user or the token
+ * service put something there) the whole tree is walked, without
+ * following links or leaving anything behind. unlinkat never follows a
+ * link (a symlink named "token" is removed itself) and refuses a
+ * directory. -ENOENT when there is no such session. */
+static int remove_session_dir(const struct entra_config *cfg, int uid_fd, const char *session_id)
+{
+	int fd;
+
+	fd = openat(uid_fd, session_id, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return -ENOENT;
+		return entra_remove_tree_at(uid_fd, session_id); /* not a directory */
+	}
+	unlinkat(fd, TOKEN_FILE, 0);
+	if (cfg->workspace_name != NULL)
+		unlinkat(fd, WORKSPACE_FILE, 0);
+	close(fd);
+	if (unlinkat(uid_fd, session_id, AT_REMOVEDIR) == 0 || errno == ENOENT)
+		return 0;
+	if (errno != ENOTEMPTY && errno != EEXIST)
+		return -errno;
+	return entra_remove_tree_at(uid_fd, session_id);
+}
+
 int entra_session_close(const struct entra_config *cfg, const char *session_id, uid_t uid,
 			const struct entra_log *log)
 {
 	char uid_name[32];
-	struct stat st;
 	int run_fd, fd, rc = 0, rc2;
 
 	if (!entra_session_id_is_valid(session_id))
@@ -297,17 +338,20 @@ int entra_session_close(const struct entra_config *cfg, const char *session_id, 
 		close(run_fd);
 		return rc;
 	}
-	if (fstatat(fd, session_id, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-		rc = errno == ENOENT ? 0 : -errno;
-		close(fd);
-		close(run_fd);
-		return rc;
-	}
-	rc = entra_remove_tree_at(fd, session_id);
+	rc = remove_session_dir(cfg, fd, session_id);
 	close(fd);
+	if (rc == -ENOENT) {
+		close(run_fd);
+		return 0;
+	}
 	fd = openat(run_fd, PRIVATE_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd >= 0) {
-		rc2 = entra_remove_tree_at(fd, session_id);
+		/* A file, as write_private_store leaves it; anything else
+		 * there is removed as a tree, links never followed. */
+		if (unlinkat(fd, session_id, 0) == 0 || errno == ENOENT)
+			rc2 = 0;
+		else
+			rc2 = entra_remove_tree_at(fd, session_id);
 		if (rc == 0)
 			rc = rc2;
 		close(fd);
@@ -406,7 +450,9 @@ int entra_session_stash(const struct entra_config *cfg, const struct entra_sessi
 	json_object_object_add(obj, "created", json_object_new_int64(time(NULL)));
 	text = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 	snprintf(name, sizeof(name), PENDING_PREFIX "%s", handle);
-	rc = text ? entra_write_file_atomic(priv_fd, name, text, strlen(text), 0600, 0, 0) : -ENOMEM;
+	/* private/ is root's 0700 and the handle fresh: the entry is read
+	 * only by whoever gets the handle, after this returns. */
+	rc = text ? entra_write_file_new(priv_fd, name, text, strlen(text), 0600, 0, 0) : -ENOMEM;
 	if (text != NULL)
 		explicit_bzero((char *)text, strlen(text));
 	json_object_put(obj);

@@ -163,6 +163,15 @@ int entra_tokend_register_session(const struct entra_config *cfg, const char *se
 	rc = entra_tokend_endpoint(cfg, endpoint, sizeof(endpoint));
 	if (rc < 0)
 		return rc;
+	/* Most nodes run no token service: one access() says so, instead
+	 * of a secret drawn, a socket made and a connect refused. Whatever
+	 * else it answers, the connect below decides. */
+	if (access(cfg->tokend_socket, F_OK) != 0 && errno == ENOENT) {
+		entra_log(log, LOG_NOTICE,
+			  "session %s: token service not reachable at %s (%s): no IDENTITY_ENDPOINT in this session",
+			  session_id, cfg->tokend_socket, strerror(ENOENT));
+		return -ENOENT;
+	}
 	rc = entra_tokend_new_secret(secret);
 	if (rc < 0)
 		return rc;

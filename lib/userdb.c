@@ -1689,9 +1689,154 @@ static int apply_login(const struct entra_userdb_writer *w, struct wset *set,
 	}
 }
 
+/* ---- writer: a login that changes nothing -------------------------------- */
+
+static bool str_is(const struct entra_userdb *db, struct udb_str s, const char *v)
+{
+	return v != NULL && strlen(v) == s.len && memcmp(str_at(db, s), v, s.len) == 0;
+}
+
+/* The rules stored in the file are exactly those the writer would store. */
+static bool rules_equal(const struct entra_userdb *db, const struct entra_userdb_rules *r)
+{
+	const struct udb_header *h = db->hdr;
+
+	if (h->mapping != (uint32_t)r->mapping || h->uid_min != r->uid_min || h->uid_max != r->uid_max ||
+	    h->admin_gid != r->admin_gid || h->n_domains != r->n_allowed_domains ||
+	    h->n_local_users != r->n_local_users || !str_is(db, h->admin_group, r->admin_group) ||
+	    !str_is(db, h->home_template, r->home_template) || !str_is(db, h->shell, r->shell))
+		return false;
+	for (size_t i = 0; i < r->n_allowed_domains; i++)
+		if (!str_is(db, db->lists[i], r->allowed_domains[i]))
+			return false;
+	for (size_t i = 0; i < r->n_local_users; i++)
+		if (!str_is(db, db->lists[r->n_allowed_domains + i], r->local_users[i]))
+			return false;
+	return true;
+}
+
+/* Would apply_login leave record i exactly as it is (last_login aside,
+ * within ENTRA_USERDB_LAST_LOGIN_RESOLUTION)? Anything apply_login would
+ * refuse or change answers false. */
+static bool login_changes_nothing(const struct entra_userdb *db, const struct entra_userdb_rules *rules,
+				  const struct entra_userdb_login *l, long i)
+{
+	const struct udb_record *r = &db->records[i];
+	const char *oid = l->object_id, *tenant = l->tenant_id ? l->tenant_id : "";
+	size_t oidlen;
+	bool same;
+
+	/* A login (not pre-provisioning) of a bound record, by its exact
+	 * name (a change of case renames) and object id. */
+	if (l->when <= 0 || oid == NULL || !entra_is_guid(oid) || !str_is(db, r->name, l->name) ||
+	    !str_is(db, r->object_id, oid))
+		return false;
+	if (tenant[0] != '\0' && (!entra_is_guid(tenant) || !str_is(db, r->tenant_id, tenant)))
+		return false;
+	if (((r->flags & UDB_FLAG_ADMIN) != 0) != l->admin)
+		return false;
+	/* last_login moves forward only by the resolution; a clock that went
+	 * back would rewrite it, so that case goes through the writer. */
+	if (r->first_login == 0 || r->last_login > l->when ||
+	    l->when - r->last_login >= ENTRA_USERDB_LAST_LOGIN_RESOLUTION)
+		return false;
+	if (entra_streq_nocase(l->name, rules->admin_group) ||
+	    list_contains(rules->local_users, rules->n_local_users, l->name))
+		return false; /* reserved: the writer refuses it */
+	if (l->display_name != NULL) {
+		char *gecos = sanitise_gecos(l->display_name);
+
+		same = gecos != NULL && str_is(db, r->gecos, gecos);
+		free(gecos);
+		if (!same)
+			return false;
+	}
+	/* The writer finds a record by object id first: no other record may
+	 * carry it (the writer never lets that happen; a file that says
+	 * otherwise goes through it and gets its answer). */
+	oidlen = strlen(oid);
+	for (uint32_t k = 0; k < db->hdr->n_users; k++) {
+		const struct udb_record *o = &db->records[k];
+
+		if ((long)k != i && o->object_id.len == oidlen && eq_nocase(str_at(db, o->object_id), oid, oidlen))
+			return false;
+	}
+	return true;
+}
+
+/* The read-only path of a repeated login: the published file, mapped as
+ * NSS maps it, without the lock file, a write or an fsync. 0 with out
+ * filled (when not NULL); 1 when the writer must decide (any doubt:
+ * no file, a file we do not trust or cannot read, other rules, a record
+ * that would change); another -errno only for lack of memory. */
+static int record_unchanged(const struct entra_userdb_writer *w, const struct entra_userdb_login *l,
+			    struct entra_userdb_entry *out)
+{
+	struct entra_userdb *db = NULL;
+	long i;
+	int dirfd, fd, rc = 1;
+
+	if (entra_userdb_rules_check(w->rules, NULL, 0) != 0)
+		return 1;
+	/* The directory the writer would use, with the same trust: ours, not
+	 * writable by anyone else (so no one else can put a file here). */
+	dirfd = entra_dir_open_trusted(w->db_dir, geteuid());
+	if (dirfd < 0)
+		return 1;
+	fd = openat(dirfd, ENTRA_USERDB_FILE, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	close(dirfd);
+	if (fd < 0)
+		return 1;
+	if (entra_userdb_open_fd(fd, &db, NULL, 0) != 0 || db == NULL) {
+		close(fd);
+		return 1;
+	}
+	close(fd);
+	i = find_name_index(db, l->name, strlen(l->name));
+	if (i < 0 || entra_userdb_is_stale(db) || !rules_equal(db, w->rules) ||
+	    !login_changes_nothing(db, w->rules, l, i))
+		goto done;
+	rc = 0;
+	if (out != NULL) {
+		struct entra_userdb_user u;
+
+		fill_user(db, &db->records[i], &u);
+		out->name = strdup(u.name);
+		out->object_id = strdup(u.object_id);
+		out->tenant_id = strdup(u.tenant_id);
+		out->gecos = strdup(u.gecos);
+		out->home = strdup(u.home);
+		out->shell = strdup(u.shell);
+		out->uid = u.uid;
+		out->gid = u.gid;
+		out->admin = u.admin;
+		out->first_login = u.first_login;
+		out->last_login = u.last_login;
+		if (!out->name || !out->object_id || !out->tenant_id || !out->gecos || !out->home ||
+		    !out->shell) {
+			entra_userdb_entry_free(out);
+			rc = -ENOMEM;
+		}
+	}
+done:
+	entra_userdb_close(db);
+	return rc;
+}
+
 int entra_userdb_record_login(const struct entra_userdb_writer *w, const struct entra_userdb_login *login,
 			      struct entra_userdb_entry *out, char *reason, size_t rlen)
 {
+	int rc;
+
+	if (out != NULL)
+		memset(out, 0, sizeof(*out));
+	/* Most logins are of a known user whose record would not change: no
+	 * lock, no rewrite of the whole file, no fsync for those. */
+	if (login != NULL && entra_name_is_valid(login->name)) {
+		rc = record_unchanged(w, login, out);
+		if (rc <= 0)
+			return rc;
+	}
 	return entra_userdb_record_batch(w, login, 1, out, reason, rlen);
 }
 

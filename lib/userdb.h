@@ -213,6 +213,11 @@ struct entra_userdb_entry {
 };
 void entra_userdb_entry_free(struct entra_userdb_entry *entry);
 
+/* last_login is rewritten only when the stored one is at least this old:
+ * an hour tells which accounts are in use (entractl users list) without a
+ * whole-file rewrite and fsync at every login; every login is in syslog. */
+#define ENTRA_USERDB_LAST_LOGIN_RESOLUTION 3600
+
 struct entra_userdb_login {
 	const char *name;         /* local name (UPN or short name) */
 	const char *object_id;    /* GUID; NULL only for pre-provisioning */
@@ -244,7 +249,15 @@ struct entra_userdb_writer {
  * record without an object id gets bound to the first one that logs in
  * with its name; a new user gets entra_userdb_pick_uid's uid, skipping uids
  * recorded, the admin gid, and those the system knows. out (may be NULL)
- * receives the stored entry. 0, -EEXIST (conflict), -EINVAL (bad input),
+ * receives the stored entry.
+ *
+ * A login that would change nothing (same name, object id, tenant, gecos
+ * and admin flag, the file's rules equal to w->rules, last_login less than
+ * ENTRA_USERDB_LAST_LOGIN_RESOLUTION seconds before login->when) is
+ * answered from the published file read-only, as NSS reads it: no lock,
+ * no write, the generation unchanged, and out gets the stored last_login.
+ * Any doubt (no file, a corrupt or untrusted one, a stale mapping, other
+ * rules, a reserved name) goes through the transaction below. 0, -EEXIST (conflict), -EINVAL (bad input),
  * -ENOSPC (range full), -EBADMSG (existing file corrupt: refused, nothing
  * written), or another -errno; reason says why in words. */
 int entra_userdb_record_login(const struct entra_userdb_writer *w, const struct entra_userdb_login *login,

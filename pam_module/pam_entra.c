@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -42,21 +43,83 @@
 #define ENV_PENDING "PAM_ENTRA_PENDING" /* handle of the login kept for open_session */
 #define EXPORT __attribute__((visibility("default")))
 
+/* A parsed configuration with the module arguments it was parsed for,
+ * shared by reference: by the entry points of one PAM handle (sshd runs
+ * auth, account and session on one handle) and, in a long-lived process
+ * (cron, a service manager) where the module stays loaded (it is linked
+ * -z nodelete), by later handles while the file is unchanged. */
+struct shared_config {
+	struct entra_config *cfg;
+	unsigned long refs; /* under config_lock */
+	int argc;
+	char **argv;
+	char *path;
+	struct stat id; /* lstat of the file before it was read */
+};
+
 struct module_state {
 	struct entra_config *cfg;
-	bool own_cfg; /* not kept with the handle: free_state frees it */
+	struct shared_config *ref; /* not kept with the handle: free_state drops it */
 	struct entra_log log;
 };
 
-/* The configuration parsed for a PAM handle, with the module arguments it
- * was parsed for. sshd runs auth, account and session of a connection on
- * one handle: the file is read and checked once per handle, not at every
- * entry point. A stack line with other arguments parses its own. */
-struct handle_config {
-	struct entra_config *cfg;
-	int argc;
-	char **argv;
-};
+/* The last configuration parsed in this process: one entry (a host runs
+ * one stack line or a few). */
+static pthread_mutex_t config_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct shared_config *config_cache;
+
+/* A file changed within this many seconds of its lstat is not reused: two
+ * writes in one tick of the file system's clock, of the same size, would
+ * look alike (the "racy git" problem); such a file is read every time
+ * until it has been still for that long. */
+#define CONFIG_SETTLE_SECONDS 2
+
+/* The same file, with the same contents, owner and mode: any change of
+ * its data, owner or mode changes its ctime, and a file put in its place
+ * (rename, link) is another inode. A symlink (refused by the loader) is
+ * lstat'ed, so it never matches the file it points to. */
+static bool same_file(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+	       a->st_mode == b->st_mode && a->st_uid == b->st_uid &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+	       a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+static bool settled(const struct stat *st)
+{
+	struct timespec now;
+
+	if (clock_gettime(CLOCK_REALTIME_COARSE, &now) != 0)
+		return false;
+	return st->st_mtim.tv_sec + CONFIG_SETTLE_SECONDS < now.tv_sec &&
+	       st->st_ctim.tv_sec + CONFIG_SETTLE_SECONDS < now.tv_sec;
+}
+
+static void shared_config_free(struct shared_config *sc)
+{
+	if (sc == NULL)
+		return;
+	entra_config_free(sc->cfg);
+	for (int i = 0; i < sc->argc; i++)
+		free(sc->argv[i]);
+	free(sc->argv);
+	free(sc->path);
+	free(sc);
+}
+
+static void shared_config_put(struct shared_config *sc)
+{
+	bool last;
+
+	if (sc == NULL)
+		return;
+	pthread_mutex_lock(&config_lock);
+	last = --sc->refs == 0;
+	pthread_mutex_unlock(&config_lock);
+	if (last)
+		shared_config_free(sc);
+}
 
 /* What authenticate learned, for acct_mgmt and open_session. */
 struct login_data {
@@ -85,119 +148,159 @@ static void emit_syslog(void *host, int priority, const char *line)
 	pam_syslog((pam_handle_t *)host, priority, "%s", line);
 }
 
-static void free_handle_config(struct handle_config *hc)
-{
-	if (hc == NULL)
-		return;
-	entra_config_free(hc->cfg);
-	for (int i = 0; i < hc->argc; i++)
-		free(hc->argv[i]);
-	free(hc->argv);
-	free(hc);
-}
-
 static void cleanup_handle_config(pam_handle_t *pamh, void *data, int error_status)
 {
 	(void)pamh;
 	(void)error_status;
-	free_handle_config(data);
+	shared_config_put(data);
 }
 
-static bool same_args(const struct handle_config *hc, int argc, const char **argv)
+static bool same_args(const struct shared_config *sc, int argc, const char **argv)
 {
-	if (hc->argc != argc)
+	if (sc->argc != argc)
 		return false;
 	for (int i = 0; i < argc; i++)
-		if (strcmp(hc->argv[i], argv[i]) != 0)
+		if (strcmp(sc->argv[i], argv[i]) != 0)
 			return false;
 	return true;
 }
 
-/* Keep cfg with the handle for the next entry point; on any failure it
- * stays the caller's alone. */
-static void keep_config(pam_handle_t *pamh, struct module_state *st, int argc, const char **argv)
+/* A new shared configuration owning cfg (one reference), or NULL. */
+static struct shared_config *shared_config_new(struct entra_config *cfg, const char *path, int argc,
+					       const char **argv, const struct stat *id)
 {
-	struct handle_config *hc = calloc(1, sizeof(*hc));
+	struct shared_config *sc = calloc(1, sizeof(*sc));
 
-	if (hc == NULL)
-		return;
-	hc->argv = calloc((size_t)argc + 1, sizeof(char *));
-	if (hc->argv == NULL) {
-		free(hc);
-		return;
+	if (sc == NULL)
+		return NULL;
+	sc->refs = 1;
+	sc->path = strdup(path);
+	sc->argv = calloc((size_t)argc + 1, sizeof(char *));
+	if (sc->path == NULL || sc->argv == NULL)
+		goto fail;
+	for (sc->argc = 0; sc->argc < argc; sc->argc++) {
+		sc->argv[sc->argc] = strdup(argv[sc->argc]);
+		if (sc->argv[sc->argc] == NULL)
+			goto fail;
 	}
-	for (hc->argc = 0; hc->argc < argc; hc->argc++) {
-		hc->argv[hc->argc] = strdup(argv[hc->argc]);
-		if (hc->argv[hc->argc] == NULL) {
-			free_handle_config(hc);
-			return;
-		}
+	if (id != NULL)
+		sc->id = *id;
+	sc->cfg = cfg;
+	return sc;
+fail:
+	shared_config_free(sc);
+	return NULL;
+}
+
+/* Keep the call's reference with the handle for the next entry point;
+ * on failure it stays the call's. Replacing an entry runs its cleanup: a
+ * configuration of other arguments kept before is released here, and no
+ * state of an earlier call points at it any more. */
+static void keep_config(pam_handle_t *pamh, struct module_state *st)
+{
+	if (pam_set_data(pamh, DATA_CONFIG, st->ref, cleanup_handle_config) == PAM_SUCCESS)
+		st->ref = NULL;
+}
+
+/* The process's configuration for these arguments when the file is the
+ * one it was read from; a new reference, or NULL. */
+static struct shared_config *cached_config(const char *path, int argc, const char **argv,
+					   const struct stat *id)
+{
+	struct shared_config *sc = NULL;
+
+	pthread_mutex_lock(&config_lock);
+	if (config_cache != NULL && strcmp(config_cache->path, path) == 0 &&
+	    same_args(config_cache, argc, argv) && same_file(&config_cache->id, id)) {
+		sc = config_cache;
+		sc->refs++;
 	}
-	hc->cfg = st->cfg;
-	/* Replacing an entry runs its cleanup: a configuration of other
-	 * arguments kept before is freed here, and no state of an earlier
-	 * call points at it any more. */
-	if (pam_set_data(pamh, DATA_CONFIG, hc, cleanup_handle_config) != PAM_SUCCESS) {
-		hc->cfg = NULL;
-		free_handle_config(hc);
-		return;
-	}
-	st->own_cfg = false;
+	pthread_mutex_unlock(&config_lock);
+	return sc;
+}
+
+static void cache_config(struct shared_config *sc)
+{
+	struct shared_config *old;
+
+	pthread_mutex_lock(&config_lock);
+	old = config_cache;
+	config_cache = sc;
+	sc->refs++;
+	pthread_mutex_unlock(&config_lock);
+	shared_config_put(old);
 }
 
 /* Config from conf= (or the default path), then module arguments through
- * the same setter, once per handle and arguments. Any error is logged and
- * fails the call. */
+ * the same setter, once per handle and arguments, and once per process
+ * while the file stays the same. Any error is logged and fails the
+ * call. */
 static int load_state(pam_handle_t *pamh, int argc, const char **argv, struct module_state *st)
 {
 	const char *path = ENTRA_DEFAULT_CONFIG;
-	const struct handle_config *hc = NULL;
+	struct shared_config *hc = NULL;
+	struct entra_config *cfg;
+	struct stat id;
+	bool have_id;
 	char err[512];
 
 	st->log.emit = emit_syslog;
 	st->log.host = pamh;
 	st->log.debug = false;
-	st->own_cfg = false;
+	st->ref = NULL;
+	st->cfg = NULL;
 	if (pam_get_data(pamh, DATA_CONFIG, (const void **)&hc) == PAM_SUCCESS && hc != NULL &&
 	    same_args(hc, argc, argv)) {
 		st->cfg = hc->cfg;
 		st->log.debug = st->cfg->debug;
 		return PAM_SUCCESS;
 	}
-	st->cfg = entra_config_new();
-	if (st->cfg == NULL)
-		return PAM_BUF_ERR;
-	st->own_cfg = true;
 	for (int i = 0; i < argc; i++)
 		if (strncmp(argv[i], "conf=", 5) == 0)
 			path = argv[i] + 5;
-	if (entra_config_load(st->cfg, path, true, err, sizeof(err)) < 0)
+	/* Taken before the file is read: a change after it shows. */
+	have_id = lstat(path, &id) == 0 && S_ISREG(id.st_mode);
+	if (have_id) {
+		st->ref = cached_config(path, argc, argv, &id);
+		if (st->ref != NULL)
+			goto done;
+	}
+	cfg = entra_config_new();
+	if (cfg == NULL)
+		return PAM_BUF_ERR;
+	if (entra_config_load(cfg, path, true, err, sizeof(err)) < 0)
 		goto bad;
 	for (int i = 0; i < argc; i++) {
 		if (strncmp(argv[i], "conf=", 5) == 0)
 			continue;
-		if (entra_config_apply_arg(st->cfg, argv[i], err, sizeof(err)) < 0)
+		if (entra_config_apply_arg(cfg, argv[i], err, sizeof(err)) < 0)
 			goto bad;
 	}
-	if (entra_config_validate(st->cfg, err, sizeof(err)) < 0)
+	if (entra_config_validate(cfg, err, sizeof(err)) < 0)
 		goto bad;
+	st->ref = shared_config_new(cfg, path, argc, argv, have_id ? &id : NULL);
+	if (st->ref == NULL) {
+		entra_config_free(cfg);
+		return PAM_BUF_ERR;
+	}
+	if (have_id && settled(&id))
+		cache_config(st->ref);
+done:
+	st->cfg = st->ref->cfg;
 	st->log.debug = st->cfg->debug;
-	keep_config(pamh, st, argc, argv);
+	keep_config(pamh, st);
 	return PAM_SUCCESS;
 bad:
 	pam_syslog(pamh, LOG_ERR, "configuration %s: %s", path, err);
-	entra_config_free(st->cfg);
-	st->cfg = NULL;
-	st->own_cfg = false;
+	entra_config_free(cfg);
 	return PAM_SERVICE_ERR;
 }
 
 static void free_state(struct module_state *st)
 {
-	if (st->own_cfg)
-		entra_config_free(st->cfg);
+	shared_config_put(st->ref);
+	st->ref = NULL;
 	st->cfg = NULL;
-	st->own_cfg = false;
 }
 
 static void cleanup_login_data(pam_handle_t *pamh, void *data, int error_status)

@@ -527,7 +527,10 @@ static void test_concurrent_writers(void **state)
 	entra_userdb_get_info(db, &info);
 	assert_int_equal(info.users, WRITERS / 2);
 	assert_int_equal(info.admins, WRITERS / 4);
-	assert_int_equal(info.generation, WRITERS + 1);
+	/* One write per new user at least, one per login at most: the
+	 * second login of a user finds its record unchanged unless it ran
+	 * before the first one's write was published. */
+	assert_true(info.generation >= WRITERS / 2 + 1 && info.generation <= WRITERS + 1);
 	for (int k = 0; k < WRITERS / 2; k++) {
 		char name[64];
 		struct entra_userdb_user v;
@@ -580,6 +583,216 @@ static void test_gecos_sanitised(void **state)
 	entra_userdb_entry_free(&e);
 }
 
+/* The published file as it is: inode, size, generation. */
+struct db_state {
+	ino_t ino;
+	off_t size;
+	uint64_t generation;
+};
+
+static void db_state(struct fixture *f, struct db_state *s)
+{
+	struct entra_userdb *db;
+	struct entra_userdb_info info;
+	struct stat st;
+	char path[128];
+
+	assert_int_equal(stat(db_path(f, path, sizeof(path)), &st), 0);
+	assert_int_equal(entra_userdb_open(f->dir, &db, NULL, 0), 0);
+	entra_userdb_get_info(db, &info);
+	entra_userdb_close(db);
+	s->ino = st.st_ino;
+	s->size = st.st_size;
+	s->generation = info.generation;
+}
+
+static int login_at(struct fixture *f, const char *name, const char *oid, const char *tenant,
+		    const char *gecos, bool admin, int64_t when, struct entra_userdb_entry *out)
+{
+	struct entra_userdb_login l = { name, oid, tenant, gecos, admin, when };
+	char reason[256] = "";
+
+	return entra_userdb_record_login(&f->w, &l, out, reason, sizeof(reason));
+}
+
+/* Expect the login to have rewritten the file (generation + 1). */
+static void assert_rewritten(struct fixture *f, struct db_state *before)
+{
+	struct db_state now;
+
+	db_state(f, &now);
+	assert_int_equal(now.generation, before->generation + 1);
+	assert_int_not_equal(now.ino, before->ino);
+	*before = now;
+}
+
+static void test_unchanged_login_writes_nothing(void **state)
+{
+	struct fixture *f = *state;
+	const int64_t t0 = 1700000000;
+	struct entra_userdb_entry e1, e2;
+	struct db_state before, after;
+	char lock[128];
+
+	assert_int_equal(login_at(f, "ann@contoso.com", OID_A, TENANT, "Ann", true, t0, &e1), 0);
+	db_state(f, &before);
+	/* The lock file is the writer's: the read-only path never takes it. */
+	snprintf(lock, sizeof(lock), "%s/%s", f->dir, ENTRA_USERDB_LOCK);
+	assert_int_equal(unlink(lock), 0);
+	/* Repeated logins within the resolution, with or without a tenant or
+	 * display name (neither then changes): nothing is written. */
+	assert_int_equal(login_at(f, "ann@contoso.com", OID_A, TENANT, "Ann", true, t0 + 10, &e2), 0);
+	entra_userdb_entry_free(&e2);
+	assert_int_equal(login_at(f, "ann@contoso.com", OID_A, NULL, NULL, true, t0 + 20, NULL), 0);
+	assert_int_equal(login_at(f, "ann@contoso.com", OID_A, TENANT, "Ann", true,
+				  t0 + ENTRA_USERDB_LAST_LOGIN_RESOLUTION - 1, &e2), 0);
+	db_state(f, &after);
+	assert_int_equal(after.ino, before.ino);
+	assert_int_equal(after.size, before.size);
+	assert_int_equal(after.generation, before.generation);
+	assert_int_equal(access(lock, F_OK), -1);
+	/* The entry is the stored one, last_login included. */
+	assert_string_equal(e2.name, e1.name);
+	assert_string_equal(e2.object_id, OID_A);
+	assert_string_equal(e2.tenant_id, TENANT);
+	assert_string_equal(e2.gecos, "Ann");
+	assert_string_equal(e2.home, e1.home);
+	assert_string_equal(e2.shell, e1.shell);
+	assert_int_equal(e2.uid, e1.uid);
+	assert_int_equal(e2.gid, e1.gid);
+	assert_true(e2.admin);
+	assert_int_equal(e2.first_login, t0);
+	assert_int_equal(e2.last_login, t0);
+	entra_userdb_entry_free(&e1);
+	entra_userdb_entry_free(&e2);
+
+	/* At the resolution, last_login is written. */
+	assert_int_equal(login_at(f, "ann@contoso.com", OID_A, TENANT, "Ann", true,
+				  t0 + ENTRA_USERDB_LAST_LOGIN_RESOLUTION, &e2), 0);
+	assert_rewritten(f, &before);
+	assert_int_equal(e2.last_login, t0 + ENTRA_USERDB_LAST_LOGIN_RESOLUTION);
+	assert_int_equal(e2.first_login, t0);
+	entra_userdb_entry_free(&e2);
+}
+
+static void test_changed_login_writes(void **state)
+{
+	struct fixture *f = *state;
+	const int64_t t0 = 1700000000;
+	const char *other_tenant = "33333333-3333-3333-3333-333333333333";
+	struct entra_userdb_entry e;
+	struct db_state st;
+
+	assert_int_equal(login_at(f, "ann@contoso.com", OID_A, TENANT, "Ann", false, t0, NULL), 0);
+	db_state(f, &st);
+	/* Each difference goes through the writer. */
+	assert_int_equal(login_at(f, "ann@contoso.com", OID_A, TENANT, "Ann", true, t0 + 1, &e), 0);
+	assert_true(e.admin);
+	entra_userdb_entry_free(&e);
+	assert_rewritten(f, &st);
+	assert_int_equal(login_at(f, "ann@contoso.com", OID_A, TENANT, "Ann B.", true, t0 + 2, &e), 0);
+	assert_string_equal(e.gecos, "Ann B.");
+	entra_userdb_entry_free(&e);
+	assert_rewritten(f, &st);
+	assert_int_equal(login_at(f, "ann@contoso.com", OID_A, other_tenant, "Ann B.", true, t0 + 3, &e), 0);
+	assert_string_equal(e.tenant_id, other_tenant);
+	entra_userdb_entry_free(&e);
+	assert_rewritten(f, &st);
+	/* A change of case renames. */
+	assert_int_equal(login_at(f, "Ann@contoso.com", OID_A, other_tenant, "Ann B.", true, t0 + 4, &e), 0);
+	assert_string_equal(e.name, "Ann@contoso.com");
+	entra_userdb_entry_free(&e);
+	assert_rewritten(f, &st);
+	/* A clock that went back. */
+	assert_int_equal(login_at(f, "Ann@contoso.com", OID_A, other_tenant, "Ann B.", true, t0 - 100, &e), 0);
+	assert_int_equal(e.last_login, t0 - 100);
+	entra_userdb_entry_free(&e);
+	assert_rewritten(f, &st);
+	/* Other rules than the file's: the file gets them. */
+	f->rules.shell = "/bin/zsh";
+	assert_int_equal(login_at(f, "Ann@contoso.com", OID_A, other_tenant, "Ann B.", true, t0 - 99, NULL), 0);
+	assert_rewritten(f, &st);
+	{
+		struct entra_userdb *db;
+		struct entra_userdb_rules r;
+
+		assert_int_equal(entra_userdb_open(f->dir, &db, NULL, 0), 0);
+		entra_userdb_get_rules(db, &r);
+		assert_string_equal(r.shell, "/bin/zsh");
+		entra_userdb_close(db);
+	}
+	/* Pre-provisioning always goes through the writer. */
+	assert_int_equal(login_at(f, "Ann@contoso.com", NULL, NULL, NULL, true, 0, NULL), 0);
+	assert_rewritten(f, &st);
+}
+
+static void test_unchanged_login_refusals(void **state)
+{
+	struct fixture *f = *state;
+	const int64_t t0 = 1700000000;
+	static const char *const more_locals[] = { "breakglass", "admin@contoso.com", "ann@contoso.com" };
+	struct entra_userdb_entry e;
+	struct db_state st;
+	char path[128], reason[256];
+	uint8_t *img;
+	size_t len;
+	FILE *fp;
+
+	assert_int_equal(login_at(f, "ann@contoso.com", OID_A, TENANT, "Ann", false, t0, NULL), 0);
+	db_state(f, &st);
+	/* Another object id on the recorded name: refused as before. */
+	assert_int_equal(login_at(f, "ann@contoso.com", OID_B, TENANT, "Ann", false, t0 + 1, &e), -EEXIST);
+	assert_null(e.name);
+	/* No object id: the writer decides (pre-provisioned records). */
+	assert_int_equal(login_at(f, "ann@contoso.com", NULL, TENANT, "Ann", false, t0 + 1, NULL), 0);
+	assert_rewritten(f, &st);
+	/* Bad input is refused, not answered from the file. */
+	assert_int_equal(login_at(f, "ann@contoso.com", OID_A, "not-a-guid", "Ann", false, t0 + 2, NULL),
+			 -EINVAL);
+	/* A name that became a local user is refused, though the file holds
+	 * its record and the same rules. */
+	f->rules.local_users = more_locals;
+	f->rules.n_local_users = 3;
+	assert_int_equal(entra_userdb_sync_rules(&f->w, reason, sizeof(reason)), 0);
+	db_state(f, &st);
+	assert_int_equal(login_at(f, "ann@contoso.com", OID_A, TENANT, "Ann", false, t0 + 3, NULL), -EEXIST);
+	f->rules.local_users = locals;
+	f->rules.n_local_users = 2;
+	assert_int_equal(login_at(f, "ann@contoso.com", OID_A, TENANT, "Ann", false, t0 + 4, NULL), 0);
+	assert_rewritten(f, &st); /* the rules changed back */
+
+	/* A corrupt file: the writer's refusal, never an answer from it. */
+	db_path(f, path, sizeof(path));
+	fp = fopen(path, "rb");
+	assert_non_null(fp);
+	assert_int_equal(fseek(fp, 0, SEEK_END), 0);
+	len = (size_t)ftell(fp);
+	rewind(fp);
+	img = malloc(len);
+	assert_non_null(img);
+	assert_int_equal(fread(img, 1, len, fp), len);
+	fclose(fp);
+	img[len - 1] ^= 1;
+	assert_int_equal(write_bytes(path, img, len, 0644), 0);
+	assert_int_equal(login_at(f, "ann@contoso.com", OID_A, TENANT, "Ann", false, t0 + 5, NULL), -EBADMSG);
+	img[len - 1] ^= 1;
+	/* A file others may write: refused. */
+	assert_int_equal(write_bytes(path, img, len, 0664), 0);
+	assert_int_not_equal(login_at(f, "ann@contoso.com", OID_A, TENANT, "Ann", false, t0 + 5, NULL), 0);
+	/* A directory others may write: refused. */
+	assert_int_equal(write_bytes(path, img, len, 0644), 0);
+	assert_int_equal(login_at(f, "ann@contoso.com", OID_A, TENANT, "Ann", false, t0 + 5, NULL), 0);
+	assert_int_equal(chmod(f->dir, 0777), 0);
+	assert_int_not_equal(login_at(f, "ann@contoso.com", OID_A, TENANT, "Ann", false, t0 + 6, NULL), 0);
+	assert_int_equal(chmod(f->dir, 0700), 0);
+	/* A missing file: the login creates it. */
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(login_at(f, "ann@contoso.com", OID_A, TENANT, "Ann", false, t0 + 7, &e), 0);
+	assert_int_equal(e.first_login, t0 + 7);
+	entra_userdb_entry_free(&e);
+	free(img);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -594,6 +807,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rules_check, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_gecos_sanitised, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unchanged_login_writes_nothing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_changed_login_writes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unchanged_login_refusals, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1121,6 +1121,59 @@ static void test_sudo_session_for_another_account(void **state)
 	pam_end(ph, PAM_SUCCESS);
 }
 
+/* The configuration parsed once in a process is reused by later handles
+ * only while its file is unchanged: any rewrite (even of the same size),
+ * a looser mode or another file put in its place is seen at once. */
+static void chauthtok_expect(const char *user, int expected)
+{
+	struct person p = { .action = PERSON_HANG_UP };
+	struct pam_testcase cases[] = { pam_test(PAMTEST_CHAUTHTOK, expected) };
+	enum pamtest_err err;
+	const char *log;
+
+	log_capture_begin();
+	err = _pamtest_conv("entra-cachecfg", user, person_conv, &p, cases, 1, NULL);
+	log = log_capture_end();
+	if (err != PAMTEST_ERR_OK)
+		fprintf(stderr, "# chauthtok %d (expected %d); log:\n%s\n", cases[0].op_rv, expected, log);
+	assert_int_equal(err, PAMTEST_ERR_OK);
+}
+
+static void test_config_reused_while_unchanged(void **state)
+{
+	char path[400], moved[420];
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/cachecfg.conf", H.dir);
+	/* A file written less than 2 s ago is read at every call; this one
+	 * has settled: read once, then reused. */
+	sleep(3);
+	chauthtok_expect(ALICE, PAM_AUTHTOK_ERR);
+	chauthtok_expect(ALICE, PAM_AUTHTOK_ERR);
+	/* Rewritten in place, same size, now invalid: refused at once. */
+	assert_int_equal(harness_write_config(path, "qr_code_x = 1\n"), 0);
+	chauthtok_expect(ALICE, PAM_SERVICE_ERR);
+	assert_int_equal(harness_write_config(path, "# a comment  \n"), 0);
+	chauthtok_expect(ALICE, PAM_AUTHTOK_ERR);
+	/* Group-writable: refused, though its contents did not change. */
+	sleep(3);
+	chauthtok_expect(ALICE, PAM_AUTHTOK_ERR);
+	assert_int_equal(chmod(path, 0664), 0);
+	chauthtok_expect(ALICE, PAM_SERVICE_ERR);
+	assert_int_equal(chmod(path, 0644), 0);
+	chauthtok_expect(ALICE, PAM_AUTHTOK_ERR);
+	/* A symlink put in its place (to the very same file): refused. */
+	sleep(3);
+	chauthtok_expect(ALICE, PAM_AUTHTOK_ERR);
+	snprintf(moved, sizeof(moved), "%s.real", path);
+	assert_int_equal(rename(path, moved), 0);
+	assert_int_equal(symlink(moved, path), 0);
+	chauthtok_expect(ALICE, PAM_SERVICE_ERR);
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(rename(moved, path), 0);
+	chauthtok_expect(ALICE, PAM_AUTHTOK_ERR);
+}
+
 /* pam_wrapper copies the service files once, at the first pam_start:
  * every service the tests use is written here. */
 static int write_services(void)
@@ -1178,6 +1231,12 @@ static int write_services(void)
 		return -1;
 	if (harness_sudolike_service("entra-sudolike") < 0)
 		return -1;
+	snprintf(conf, sizeof(conf), "%s/cachecfg.conf", H.dir);
+	if (harness_write_config(conf, "# a comment  \n") < 0)
+		return -1;
+	snprintf(args, sizeof(args), "conf=%s", conf);
+	if (harness_service("entra-cachecfg", args) < 0)
+		return -1;
 	snprintf(args, sizeof(args), "cache_dir=%s/cache-rotate", H.dir);
 	return harness_service("entra-rotate", args);
 }
@@ -1229,6 +1288,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_setcred_and_chauthtok),
 		cmocka_unit_test(test_session_without_entra_login),
 		cmocka_unit_test(test_name_bound_to_object_id),
+		cmocka_unit_test(test_config_reused_while_unchanged),
 		cmocka_unit_test(test_service_session_gets_managed_identity),
 		cmocka_unit_test(test_service_session_without_identity),
 		cmocka_unit_test(test_service_sessions_single_flight),

@@ -417,6 +417,149 @@ static void test_remove_tree_depth(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+static void test_dir_create_new(void **state)
+{
+	struct fixture *f = *state;
+	struct stat st;
+	mode_t old = umask(0277);
+	int fd;
+
+	/* The umask takes owner bits away: they are put back. */
+	fd = entra_dir_create_at(f->dirfd, "fresh", 0700);
+	umask(old);
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_true(S_ISDIR(st.st_mode));
+	assert_int_equal(st.st_mode & 07777, 0700);
+	assert_int_equal(st.st_uid, geteuid());
+	close(fd);
+	/* Never an existing one, nor through a link. */
+	assert_int_equal(entra_dir_create_at(f->dirfd, "fresh", 0700), -EEXIST);
+	assert_int_equal(symlinkat("fresh", f->dirfd, "link"), 0);
+	assert_int_equal(entra_dir_create_at(f->dirfd, "link", 0700), -EEXIST);
+	assert_int_equal(entra_dir_create_at(f->dirfd, "a/b", 0700), -EINVAL);
+	assert_int_equal(entra_dir_create_at(f->dirfd, "..", 0700), -EINVAL);
+	/* No one else gets any bit, whatever is asked. */
+	fd = entra_dir_create_at(f->dirfd, "asked-0777", 0777);
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0700);
+	close(fd);
+	/* A setgid bit inherited from the parent is cleared. */
+	assert_int_equal(mkdirat(f->dirfd, "sgid", 0700), 0);
+	assert_int_equal(fchmodat(f->dirfd, "sgid", 02700, 0), 0);
+	fd = openat(f->dirfd, "sgid", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	{
+		int sub = entra_dir_create_at(fd, "child", 0700);
+
+		assert_true(sub >= 0);
+		assert_int_equal(fstat(sub, &st), 0);
+		assert_int_equal(st.st_mode & 07777, 0700);
+		close(sub);
+	}
+	close(fd);
+}
+
+static void test_write_new(void **state)
+{
+	struct fixture *f = *state;
+	struct entra_buf buf;
+	struct stat st;
+	mode_t old = umask(0277);
+	int rc;
+
+	rc = entra_write_file_new(f->dirfd, "tok", "secret", 6, 0600, geteuid(), getegid());
+	umask(old);
+	assert_int_equal(rc, 0);
+	assert_int_equal(fstatat(f->dirfd, "tok", &st, AT_SYMLINK_NOFOLLOW), 0);
+	assert_true(S_ISREG(st.st_mode));
+	assert_int_equal(st.st_mode & 07777, 0600);
+	assert_int_equal(entra_read_file_secret(f->dirfd, "tok", 100, geteuid(), &buf), 0);
+	assert_string_equal(buf.data, "secret");
+	entra_buf_free(&buf);
+	/* Never over an existing file, nor through a link. */
+	assert_int_equal(entra_write_file_new(f->dirfd, "tok", "x", 1, 0600, geteuid(), getegid()), -EEXIST);
+	put_file(f, "target", "keep", 0600);
+	assert_int_equal(symlinkat("target", f->dirfd, "link"), 0);
+	assert_int_equal(entra_write_file_new(f->dirfd, "link", "x", 1, 0600, geteuid(), getegid()), -EEXIST);
+	assert_int_equal(entra_read_file_trusted(f->dirfd, "target", 100, geteuid(), &buf), 0);
+	assert_string_equal(buf.data, "keep");
+	entra_buf_free(&buf);
+	assert_int_equal(entra_write_file_new(f->dirfd, "../x", "x", 1, 0600, 0, 0), -EINVAL);
+	if (geteuid() == 0) {
+		assert_int_equal(entra_write_file_new(f->dirfd, "users", "y", 1, 0600, NOBODY, NOBODY), 0);
+		assert_int_equal(fstatat(f->dirfd, "users", &st, AT_SYMLINK_NOFOLLOW), 0);
+		assert_int_equal(st.st_uid, NOBODY);
+		assert_int_equal(st.st_gid, NOBODY);
+	}
+}
+
+static void test_read_secret_and_sizes(void **state)
+{
+	struct fixture *f = *state;
+	struct entra_buf buf;
+	char *big = malloc(3 * 4096 + 1);
+
+	assert_non_null(big);
+	put_file(f, "s", "x", 0600);
+	assert_int_equal(entra_read_file_secret(f->dirfd, "s", 100, geteuid(), &buf), 0);
+	entra_buf_free(&buf);
+	put_file(f, "gr", "x", 0640);
+	assert_int_equal(entra_read_file_secret(f->dirfd, "gr", 100, geteuid(), &buf), -EACCES);
+	assert_int_equal(entra_read_file_trusted(f->dirfd, "gr", 100, geteuid(), &buf), 0);
+	entra_buf_free(&buf);
+	put_file(f, "or", "x", 0604);
+	assert_int_equal(entra_read_file_secret(f->dirfd, "or", 100, geteuid(), &buf), -EACCES);
+	/* Sizes around the read chunk come back whole. */
+	for (size_t n = 4094; n <= 3 * 4096; n += (n < 4098 ? 1 : 4096 - 2)) {
+		for (size_t i = 0; i < n; i++)
+			big[i] = (char)('a' + i % 26);
+		big[n] = '\0';
+		put_file(f, "big", big, 0600);
+		assert_int_equal(entra_read_file_secret(f->dirfd, "big", 4 * 4096, geteuid(), &buf), 0);
+		assert_int_equal(buf.len, n);
+		assert_memory_equal(buf.data, big, n);
+		entra_buf_free(&buf);
+		assert_int_equal(unlinkat(f->dirfd, "big", 0), 0);
+	}
+	/* Empty. */
+	put_file(f, "empty", "", 0600);
+	assert_int_equal(entra_read_file_secret(f->dirfd, "empty", 100, geteuid(), &buf), 0);
+	assert_string_equal(buf.data, "");
+	entra_buf_free(&buf);
+	free(big);
+}
+
+static void test_dir_open_full_path(void **state)
+{
+	struct fixture *f = *state;
+	char p[PATH_MAX];
+	int fd;
+
+	/* A symlink above the last component is followed (system paths),
+	 * the last one never, dangling or not; nothing is created. */
+	assert_int_equal(mkdirat(f->dirfd, "real", 0755), 0);
+	assert_int_equal(mkdirat(f->dirfd, "real/sub", 0700), 0);
+	assert_int_equal(symlinkat("real", f->dirfd, "up"), 0);
+	path_in(f, p, sizeof(p), "up/sub");
+	fd = entra_dir_open_or_create(p, 0700, geteuid(), getegid());
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(symlinkat("real/sub", f->dirfd, "last"), 0);
+	path_in(f, p, sizeof(p), "last");
+	assert_int_equal(entra_dir_open_or_create(p, 0700, geteuid(), getegid()), -ELOOP);
+	assert_int_equal(symlinkat("real/none", f->dirfd, "dangling"), 0);
+	path_in(f, p, sizeof(p), "dangling");
+	assert_int_equal(entra_dir_open_or_create(p, 0700, geteuid(), getegid()), -ELOOP);
+	assert_false(exists_at(f->dirfd, "real/none"));
+	path_in(f, p, sizeof(p), "real");
+	assert_int_equal(entra_dir_open_or_create(p, 0700, geteuid(), getegid()), -EACCES);
+	put_file(f, "file", "x", 0600);
+	path_in(f, p, sizeof(p), "file");
+	assert_int_equal(entra_dir_open_or_create(p, 0700, geteuid(), getegid()), -ENOTDIR);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -431,6 +574,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_read_path_trusted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_remove_tree, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_remove_tree_depth, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dir_create_new, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_write_new, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_read_secret_and_sizes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dir_open_full_path, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

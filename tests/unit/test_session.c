@@ -4,6 +4,7 @@
  * tests skip when not run as root. */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -201,6 +202,109 @@ static void test_pending_carries_login(void **state)
 	entra_pending_login_free(&pending);
 }
 
+static void session_path(const char *id, const char *name, char *out, size_t len)
+{
+	snprintf(out, len, "%s/run/%lu/%s%s%s", dir, (unsigned long)base.uid, id, name ? "/" : "",
+		 name ? name : "");
+}
+
+/* The directory is the user's 0700 and the token file the user's 0600
+ * once open returns; close removes what it wrote and whatever the user
+ * put there, never following a link. */
+static void test_open_close_files(void **state)
+{
+	struct entra_session_request req = base;
+	char id[ENTRA_SESSION_ID_LEN + 1], path[256], path2[256], outside[128];
+	struct stat st;
+	FILE *fp;
+
+	(void)state;
+	if (geteuid() != 0)
+		skip();
+	req.refresh_token = NULL;
+	open_session(&req, id);
+	session_path(id, NULL, path, sizeof(path));
+	assert_int_equal(lstat(path, &st), 0);
+	assert_true(S_ISDIR(st.st_mode));
+	assert_int_equal(st.st_mode & 07777, 0700);
+	assert_int_equal(st.st_uid, base.uid);
+	assert_int_equal(st.st_gid, base.gid);
+	session_path(id, "token", path, sizeof(path));
+	assert_int_equal(lstat(path, &st), 0);
+	assert_true(S_ISREG(st.st_mode));
+	assert_int_equal(st.st_mode & 07777, 0600);
+	assert_int_equal(st.st_uid, base.uid);
+	assert_int_equal(st.st_size, (off_t)strlen(base.access_token));
+	/* Only the token file: nothing left from writing it. */
+	session_path(id, NULL, path, sizeof(path));
+	{
+		DIR *d = opendir(path);
+		struct dirent *de;
+		int n = 0;
+
+		assert_non_null(d);
+		while ((de = readdir(d)) != NULL)
+			n += strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0;
+		closedir(d);
+		assert_int_equal(n, 1);
+	}
+
+	/* The plain case: the files it wrote, then the directory. */
+	assert_int_equal(entra_session_close(cfg, id, base.uid, &quiet), 0);
+	assert_int_equal(lstat(path, &st), -1);
+	assert_int_equal(errno, ENOENT);
+	assert_int_equal(entra_session_close(cfg, id, base.uid, &quiet), 0);
+
+	/* What the user planted goes too; a link's target stays. */
+	snprintf(outside, sizeof(outside), "%s/outside", dir);
+	fp = fopen(outside, "w");
+	assert_non_null(fp);
+	fclose(fp);
+	open_session(&req, id);
+	session_path(id, "token", path, sizeof(path));
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(symlink(outside, path), 0); /* "token" now a link */
+	session_path(id, "planted", path, sizeof(path));
+	assert_int_equal(symlink(outside, path), 0);
+	session_path(id, "sub", path, sizeof(path));
+	assert_int_equal(mkdir(path, 0700), 0);
+	session_path(id, "sub/file", path2, sizeof(path2));
+	fp = fopen(path2, "w");
+	assert_non_null(fp);
+	fclose(fp);
+	assert_int_equal(entra_session_close(cfg, id, base.uid, &quiet), 0);
+	session_path(id, NULL, path, sizeof(path));
+	assert_int_equal(lstat(path, &st), -1);
+	assert_int_equal(lstat(outside, &st), 0);
+
+	/* "token" replaced by a directory with content. */
+	open_session(&req, id);
+	session_path(id, "token", path, sizeof(path));
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(mkdir(path, 0700), 0);
+	session_path(id, "token/x", path2, sizeof(path2));
+	fp = fopen(path2, "w");
+	assert_non_null(fp);
+	fclose(fp);
+	assert_int_equal(entra_session_close(cfg, id, base.uid, &quiet), 0);
+	session_path(id, NULL, path, sizeof(path));
+	assert_int_equal(lstat(path, &st), -1);
+
+	/* Another uid's close removes nothing, not even the private entry. */
+	req = base;
+	req.login_time = 1700000000;
+	open_session(&req, id);
+	assert_int_equal(entra_session_close(cfg, id, base.uid + 1, &quiet), 0);
+	session_path(id, NULL, path, sizeof(path));
+	assert_int_equal(lstat(path, &st), 0);
+	private_path(id, path2, sizeof(path2));
+	assert_int_equal(lstat(path2, &st), 0);
+	assert_int_equal(entra_session_close(cfg, id, base.uid, &quiet), 0);
+	assert_int_equal(lstat(path, &st), -1);
+	assert_int_equal(lstat(path2, &st), -1);
+	assert_int_equal(unlink(outside), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -208,6 +312,7 @@ int main(void)
 		cmocka_unit_test(test_no_login_no_record),
 		cmocka_unit_test(test_untrusted_entry),
 		cmocka_unit_test(test_pending_carries_login),
+		cmocka_unit_test(test_open_close_files),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
