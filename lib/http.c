@@ -753,6 +753,9 @@ static int make_ctx(struct entra_http *http, struct io *io)
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
 				 SSL_OP_CLEANSE_PLAINTEXT);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	/* Read what the socket holds at once, not a record header and then
+	 * its body: half the receive calls. */
+	SSL_CTX_set_read_ahead(ctx, 1);
 	/* Never the environment's SSL_CERT_FILE/SSL_CERT_DIR (the user sets
 	 * it under su and sudo). The system store as a hashed directory only:
 	 * a lookup loads the one issuer it needs, where parsing the whole
