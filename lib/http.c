@@ -97,9 +97,16 @@ static BIO_METHOD *sock_method;
 /* A socket BIO that sends with MSG_NOSIGNAL: a peer that closes must never
  * raise SIGPIPE in the host process (sshd, sudo, cron). OpenSSL's own
  * socket BIO uses write(2). */
+/* The BIO's data is the connection's fd (struct conn.fd), which outlives
+ * the SSL object that owns the BIO (conn_close frees it first). */
+static int sock_fd(BIO *b)
+{
+	return *(const int *)BIO_get_data(b);
+}
+
 static int sock_write(BIO *b, const char *data, int len)
 {
-	int fd = (int)(intptr_t)BIO_get_data(b);
+	int fd = sock_fd(b);
 	ssize_t n;
 
 	BIO_clear_retry_flags(b);
@@ -114,7 +121,7 @@ static int sock_write(BIO *b, const char *data, int len)
 
 static int sock_read(BIO *b, char *data, int len)
 {
-	int fd = (int)(intptr_t)BIO_get_data(b);
+	int fd = sock_fd(b);
 	ssize_t n;
 
 	BIO_clear_retry_flags(b);
@@ -484,13 +491,17 @@ struct gai_job {
 	int refs;
 };
 
+static void gai_job_free(struct gai_job *j)
+{
+	if (j->cb.ar_result != NULL)
+		freeaddrinfo(j->cb.ar_result);
+	free(j);
+}
+
 static void gai_job_put(struct gai_job *j)
 {
-	if (__atomic_sub_fetch(&j->refs, 1, __ATOMIC_ACQ_REL) == 0) {
-		if (j->cb.ar_result != NULL)
-			freeaddrinfo(j->cb.ar_result);
-		free(j);
-	}
+	if (__atomic_sub_fetch(&j->refs, 1, __ATOMIC_ACQ_REL) == 0)
+		gai_job_free(j);
 }
 
 static void gai_job_done(union sigval sv)
@@ -549,9 +560,7 @@ static int resolve(const struct url *u, struct io *io, struct addrinfo **out)
 			snprintf(io->why, sizeof(io->why), "cannot start the name lookup");
 			return -ENOMEM;
 		}
-		if (j->cb.ar_result != NULL)
-			freeaddrinfo(j->cb.ar_result);
-		free(j);
+		gai_job_free(j);
 		snprintf(io->why, sizeof(io->why), "cannot start the name lookup");
 		return rc == EAI_MEMORY ? -ENOMEM : -EHOSTUNREACH;
 	}
@@ -560,10 +569,8 @@ static int resolve(const struct url *u, struct io *io, struct addrinfo **out)
 		struct timespec ts = { left / 1000, (long)(left % 1000) * 1000000L };
 		const struct gaicb *const *wait = (const struct gaicb *const *)list;
 
-		if (left == 0) {
-			rc = EAI_AGAIN;
+		if (left == 0)
 			break;
-		}
 		rc = gai_suspend(wait, 1, &ts);
 		if (rc == 0 || gai_error(&j->cb) != EAI_INPROGRESS)
 			break;
@@ -572,9 +579,13 @@ static int resolve(const struct url *u, struct io *io, struct addrinfo **out)
 	}
 	rc = gai_error(&j->cb);
 	if (rc == EAI_INPROGRESS) {
+		/* Cancelled: no notification will come and both references
+		 * are ours. Otherwise the lookup still runs, and its
+		 * notification lets go of the job when it ends. */
 		if (gai_cancel(&j->cb) == EAI_CANCELED)
-			gai_job_put(j); /* no notification will come */
-		gai_job_put(j);
+			gai_job_free(j);
+		else
+			gai_job_put(j);
 		snprintf(io->why, sizeof(io->why), "Timeout was reached (name lookup)");
 		return -ETIMEDOUT;
 	}
@@ -590,7 +601,7 @@ static int resolve(const struct url *u, struct io *io, struct addrinfo **out)
 	return rc == EAI_MEMORY ? -ENOMEM : -EHOSTUNREACH;
 }
 
-static int connect_one(const struct addrinfo *ai, struct io *io, int64_t until, int *fdp)
+static int connect_one(const struct addrinfo *ai, const struct io *io, int64_t until, int *fdp)
 {
 	int fd, err = 0, one = 1;
 	socklen_t len = sizeof(err);
@@ -791,7 +802,7 @@ static int tls_start(struct entra_http *http, struct conn *c, const struct url *
 		ERR_clear_error();
 		return -ENOMEM;
 	}
-	BIO_set_data(bio, (void *)(intptr_t)c->fd);
+	BIO_set_data(bio, &c->fd);
 	SSL_set_bio(c->ssl, bio, bio);
 	SSL_set_hostflags(c->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
 	if (u->family == 0) {

@@ -104,38 +104,118 @@ static int month_of(const char *m)
 	return -1;
 }
 
+/* A small scanner for the date forms: each take_ advances *p on success. */
+static bool take_char(const char **p, char c)
+{
+	if (**p != c)
+		return false;
+	(*p)++;
+	return true;
+}
+
+/* Between min and max letters into out (max + 1 bytes). */
+static bool take_word(const char **p, size_t min, size_t max, char *out)
+{
+	size_t n = 0;
+
+	while (n < max && (((*p)[n] >= 'A' && (*p)[n] <= 'Z') || ((*p)[n] >= 'a' && (*p)[n] <= 'z'))) {
+		out[n] = (*p)[n];
+		n++;
+	}
+	out[n] = '\0';
+	if (n < min || (((*p)[n] >= 'A' && (*p)[n] <= 'Z') || ((*p)[n] >= 'a' && (*p)[n] <= 'z')))
+		return false;
+	*p += n;
+	return true;
+}
+
+/* Between min and max decimal digits. */
+static bool take_number(const char **p, int min, int max, int *out)
+{
+	int n = 0, v = 0;
+
+	while (n < max && (*p)[n] >= '0' && (*p)[n] <= '9') {
+		v = v * 10 + ((*p)[n] - '0');
+		n++;
+	}
+	if (n < min || ((*p)[n] >= '0' && (*p)[n] <= '9'))
+		return false;
+	*p += n;
+	*out = v;
+	return true;
+}
+
+/* hh:mm:ss */
+static bool take_time(const char **p, struct tm *tm)
+{
+	return take_number(p, 2, 2, &tm->tm_hour) && take_char(p, ':') &&
+	       take_number(p, 2, 2, &tm->tm_min) && take_char(p, ':') &&
+	       take_number(p, 2, 2, &tm->tm_sec);
+}
+
+/* IMF-fixdate: Sun, 06 Nov 1994 08:49:37 GMT */
+static bool imf_fixdate(const char *p, struct tm *tm, char mon[4])
+{
+	char wd[4];
+
+	return take_word(&p, 3, 3, wd) && take_char(&p, ',') && take_char(&p, ' ') &&
+	       take_number(&p, 2, 2, &tm->tm_mday) && take_char(&p, ' ') &&
+	       take_word(&p, 3, 3, mon) && take_char(&p, ' ') &&
+	       take_number(&p, 4, 4, &tm->tm_year) && take_char(&p, ' ') && take_time(&p, tm) &&
+	       strcmp(p, " GMT") == 0;
+}
+
+/* RFC 850: Sunday, 06-Nov-94 08:49:37 GMT */
+static bool rfc850_date(const char *p, struct tm *tm, char mon[4])
+{
+	char wd[10];
+
+	if (!(take_word(&p, 6, 9, wd) && take_char(&p, ',') && take_char(&p, ' ') &&
+	      take_number(&p, 2, 2, &tm->tm_mday) && take_char(&p, '-') &&
+	      take_word(&p, 3, 3, mon) && take_char(&p, '-') &&
+	      take_number(&p, 2, 2, &tm->tm_year) && take_char(&p, ' ') && take_time(&p, tm) &&
+	      strcmp(p, " GMT") == 0))
+		return false;
+	tm->tm_year += tm->tm_year < 70 ? 2000 : 1900;
+	return true;
+}
+
+/* asctime: Sun Nov  6 08:49:37 1994 */
+static bool asctime_date(const char *p, struct tm *tm, char mon[4])
+{
+	char wd[4];
+
+	if (!(take_word(&p, 3, 3, wd) && take_char(&p, ' ') && take_word(&p, 3, 3, mon) &&
+	      take_char(&p, ' ')))
+		return false;
+	(void)take_char(&p, ' '); /* a one-digit day is padded with a space */
+	return take_number(&p, 1, 2, &tm->tm_mday) && take_char(&p, ' ') && take_time(&p, tm) &&
+	       take_char(&p, ' ') && take_number(&p, 4, 4, &tm->tm_year) && *p == '\0';
+}
+
 /* The three HTTP-date forms (RFC 9110 §5.6.7), GMT only; (time_t)-1 when
  * none fits. */
 static time_t parse_http_date(const char *s)
 {
-	char wd[16], mon[4], zone[4];
-	int d, y, hh, mm, ss, n = 0;
+	char mon[4];
 	struct tm tm;
+	int y;
 
 	memset(&tm, 0, sizeof(tm));
-	if (sscanf(s, "%3[A-Za-z], %2d %3[A-Za-z] %4d %2d:%2d:%2d %3[A-Z]%n", wd, &d, mon, &y,
-		   &hh, &mm, &ss, zone, &n) == 8 && s[n] == '\0' && strcmp(zone, "GMT") == 0) {
-		/* IMF-fixdate: Sun, 06 Nov 1994 08:49:37 GMT */
-	} else if (n = 0, sscanf(s, "%15[A-Za-z], %2d-%3[A-Za-z]-%2d %2d:%2d:%2d %3[A-Z]%n", wd,
-				 &d, mon, &y, &hh, &mm, &ss, zone, &n) == 8 &&
-		   s[n] == '\0' && strcmp(zone, "GMT") == 0) {
-		/* RFC 850: Sunday, 06-Nov-94 08:49:37 GMT */
-		y += y < 70 ? 2000 : 1900;
-	} else if (n = 0, sscanf(s, "%3[A-Za-z] %3[A-Za-z] %2d %2d:%2d:%2d %4d%n", wd, mon, &d,
-				 &hh, &mm, &ss, &y, &n) == 7 && s[n] == '\0') {
-		/* asctime: Sun Nov  6 08:49:37 1994 */
-	} else {
-		return (time_t)-1;
+	if (!imf_fixdate(s, &tm, mon)) {
+		memset(&tm, 0, sizeof(tm));
+		if (!rfc850_date(s, &tm, mon)) {
+			memset(&tm, 0, sizeof(tm));
+			if (!asctime_date(s, &tm, mon))
+				return (time_t)-1;
+		}
 	}
+	y = tm.tm_year;
 	tm.tm_mon = month_of(mon);
-	if (tm.tm_mon < 0 || d < 1 || d > 31 || y < 1970 || y > 9999 || hh < 0 || hh > 23 ||
-	    mm < 0 || mm > 59 || ss < 0 || ss > 60)
+	if (tm.tm_mon < 0 || tm.tm_mday < 1 || tm.tm_mday > 31 || y < 1970 || y > 9999 ||
+	    tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60)
 		return (time_t)-1;
-	tm.tm_mday = d;
 	tm.tm_year = y - 1900;
-	tm.tm_hour = hh;
-	tm.tm_min = mm;
-	tm.tm_sec = ss;
 	return timegm(&tm);
 }
 

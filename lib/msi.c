@@ -757,7 +757,7 @@ static int attempt(struct msi_ctx *c, const char *url, struct entra_http_respons
 
 /* RFC 6750 b64token: what a bearer token may contain. A table: every
  * warm service session checks a token of a few kilobytes. */
-#define B64T_RANGE(a, b) [a ... b] = true
+#define B64T_RANGE(a, b) [(a) ... (b)] = true
 static const bool b64token_chars[256] = {
 	B64T_RANGE('a', 'z'), B64T_RANGE('A', 'Z'), B64T_RANGE('0', '9'),
 	['-'] = true, ['.'] = true, ['_'] = true, ['~'] = true, ['+'] = true, ['/'] = true,
@@ -1088,16 +1088,16 @@ static char *take_string(char **p, const char *key, char sep)
 /* "key":digits then sep at *p: a positive number of at most 18 digits. */
 static bool take_number(char **p, const char *key, char sep, int64_t *out)
 {
-	size_t n = strlen(key), digits = 0;
+	size_t n = strlen(key), ndigits = 0;
 	int64_t v = 0;
 	char *q;
 
 	if ((*p)[0] != '"' || strncmp(*p + 1, key, n) != 0 || strncmp(*p + 1 + n, "\":", 2) != 0)
 		return false;
 	q = *p + n + 3;
-	for (; *q >= '0' && *q <= '9' && digits < 18; q++, digits++)
+	for (; *q >= '0' && *q <= '9' && ndigits < 18; q++, ndigits++)
 		v = v * 10 + (*q - '0');
-	if (digits == 0 || *q != sep || v <= 0)
+	if (ndigits == 0 || *q != sep || v <= 0)
 		return false;
 	*out = v;
 	*p = q + 1;

@@ -881,7 +881,7 @@ EXPORT int pam_sm_close_session(pam_handle_t *pamh, int flags, int argc, const c
 {
 	struct module_state st;
 	const struct session_data *sd = NULL;
-	struct local_account acct;
+	struct local_account acct = { .exists = false };
 	const char *user = NULL, *id;
 	bool tokend_may_know = true;
 	uid_t uid;

@@ -831,6 +831,16 @@ static void test_parser_connect_and_dates(void **state)
 	assert_int_equal(entra_http_retry_after("Sun, 09 Sep 2001 01:47:40 GMT", 29, now), 60);
 	assert_int_equal(entra_http_retry_after("Sunday, 09-Sep-01 01:47:40 GMT", 30, now), 60);
 	assert_int_equal(entra_http_retry_after("Sun Sep  9 01:47:40 2001", 24, now), 60);
+	assert_int_equal(entra_http_retry_after("Sun Sep 09 01:47:40 2001", 24, now), 60);
+	/* Near misses of each form. */
+	assert_int_equal(entra_http_retry_after("Sun, 9 Sep 2001 01:47:40 GMT", 28, now), -1);
+	assert_int_equal(entra_http_retry_after("Sun, 09 Sep 01 01:47:40 GMT", 27, now), -1);
+	assert_int_equal(entra_http_retry_after("Sun, 09 Sept 2001 01:47:40 GMT", 30, now), -1);
+	assert_int_equal(entra_http_retry_after("Sun, 09 Sep 2001 1:47:40 GMT", 28, now), -1);
+	assert_int_equal(entra_http_retry_after("Sun, 09 Xyz 2001 01:47:40 GMT", 29, now), -1);
+	assert_int_equal(entra_http_retry_after("Sunday, 09-Sep-2001 01:47:40 GMT", 32, now), -1);
+	assert_int_equal(entra_http_retry_after("Sun Sep  9 01:47:40 2001 GMT", 28, now), -1);
+	assert_int_equal(entra_http_retry_after("Sun Sep  9 24:47:40 2001", 24, now), -1);
 	assert_int_equal(entra_http_retry_after("Sun, 09 Sep 2001 01:47:40 PST", 29, now), -1);
 	assert_int_equal(entra_http_retry_after("Sun, 32 Sep 2001 01:47:40 GMT", 29, now), -1);
 	assert_int_equal(entra_http_retry_after("Sun, 09 Sep 2001 01:47:40 GMT junk", 34, now), -1);
