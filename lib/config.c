@@ -482,23 +482,34 @@ void entra_config_free(struct entra_config *cfg)
 	free(cfg);
 }
 
-int entra_config_read_file(const char *path, size_t max, bool check_owner, struct entra_buf *out)
+int entra_config_open(const char *path, struct stat *st)
 {
-	struct stat st;
-	char chunk[4096];
-	int fd, rc = 0;
+	int fd;
 
-	entra_buf_init(out, max);
 	if (path == NULL || path[0] == '\0')
 		return -EINVAL;
 	/* O_NONBLOCK: a FIFO must not hang us before fstat refuses it. */
 	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0)
 		return -errno;
-	if (fstat(fd, &st) < 0) {
-		rc = -errno;
-		goto out;
+	if (fstat(fd, st) < 0) {
+		int rc = -errno;
+
+		close(fd);
+		return rc;
 	}
+	return fd;
+}
+
+/* The checks and the read of entra_config_read_file on an open file. */
+static int read_fd(int fd, const struct stat *stp, size_t max, bool check_owner,
+		   struct entra_buf *out)
+{
+	const struct stat st = *stp;
+	char chunk[4096];
+	int rc = 0;
+
+	entra_buf_init(out, max);
 	if (!S_ISREG(st.st_mode)) {
 		rc = -EINVAL;
 		goto out;
@@ -535,10 +546,23 @@ int entra_config_read_file(const char *path, size_t max, bool check_owner, struc
 	if (rc == 0 && out->data == NULL)
 		rc = entra_buf_append(out, "", 0);
 out:
-	close(fd);
 	explicit_bzero(chunk, sizeof(chunk));
 	if (rc < 0)
 		entra_buf_free(out);
+	return rc;
+}
+
+int entra_config_read_file(const char *path, size_t max, bool check_owner, struct entra_buf *out)
+{
+	struct stat st;
+	int fd, rc;
+
+	entra_buf_init(out, max);
+	fd = entra_config_open(path, &st);
+	if (fd < 0)
+		return fd;
+	rc = read_fd(fd, &st, max, check_owner, out);
+	close(fd);
 	return rc;
 }
 
@@ -577,6 +601,26 @@ static char *trim(char *s)
 int entra_config_load(struct entra_config *cfg, const char *path, bool check_owner,
 		      char *err, size_t errlen)
 {
+	struct stat st;
+	int fd, rc;
+
+	if (cfg == NULL || path == NULL) {
+		set_err(err, errlen, "internal error: no configuration or path");
+		return -EINVAL;
+	}
+	fd = entra_config_open(path, &st);
+	if (fd < 0) {
+		set_err(err, errlen, "%s: %s", path, read_error_hint(fd));
+		return fd;
+	}
+	rc = entra_config_load_fd(cfg, fd, &st, path, check_owner, err, errlen);
+	close(fd);
+	return rc;
+}
+
+int entra_config_load_fd(struct entra_config *cfg, int fd, const struct stat *st, const char *path,
+			 bool check_owner, char *err, size_t errlen)
+{
 	unsigned int first_line[NKEYS] = { 0 };
 	struct entra_buf buf;
 	char line[ENTRA_CONFIG_MAX_LINE + 1];
@@ -585,11 +629,11 @@ int entra_config_load(struct entra_config *cfg, const char *path, bool check_own
 	unsigned int lineno = 0;
 	int rc;
 
-	if (cfg == NULL || path == NULL) {
+	if (cfg == NULL || path == NULL || st == NULL) {
 		set_err(err, errlen, "internal error: no configuration or path");
 		return -EINVAL;
 	}
-	rc = entra_config_read_file(path, ENTRA_CONFIG_MAX_FILE, check_owner, &buf);
+	rc = read_fd(fd, st, ENTRA_CONFIG_MAX_FILE, check_owner, &buf);
 	if (rc < 0) {
 		if (rc == -EFBIG)
 			set_err(err, errlen, "%s: larger than %zu bytes", path,

@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include "buf.h"
@@ -133,6 +134,14 @@ int entra_config_set(struct entra_config *cfg, const char *key, const char *valu
  * file: discard it. Sets cfg->check_owner. */
 int entra_config_load(struct entra_config *cfg, const char *path, bool check_owner,
 		      char *err, size_t errlen);
+
+/* The same in two steps, for a caller that decides from the file's
+ * identity whether to parse it: open path as entra_config_read_file does
+ * (O_NOFOLLOW, never blocking) and fstat it into *st; the descriptor or
+ * -errno. Then load from that descriptor (path names it in messages). */
+int entra_config_open(const char *path, struct stat *st);
+int entra_config_load_fd(struct entra_config *cfg, int fd, const struct stat *st, const char *path,
+			 bool check_owner, char *err, size_t errlen);
 
 /* Apply one PAM module argument, "key=value" or a bare flag ("debug").
  * "conf=" is handled by the caller before the file is read. */

@@ -1067,9 +1067,10 @@ static int cache_open(struct msi_ctx *c, uid_t uid)
 	return dfd;
 }
 
-/* "key":"value" then sep at *p, value free of '"' and '\\'; the value is
- * cut in place. NULL if the text is not exactly that. */
-static char *take_string(char **p, const char *key, char sep)
+/* "key":"value" then sep at *p, value free of '"' and '\\'; *end gets
+ * the value's closing quote (the text is not changed). NULL if the text is
+ * not exactly that. */
+static char *take_string(char **p, const char *key, char sep, char **end)
 {
 	size_t n = strlen(key);
 	char *v, *q;
@@ -1080,7 +1081,7 @@ static char *take_string(char **p, const char *key, char sep)
 	q = strpbrk(v, "\"\\");
 	if (q == NULL || *q != '"' || q[1] != sep)
 		return NULL;
-	*q = '\0';
+	*end = q;
 	*p = q + 2;
 	return v;
 }
@@ -1107,25 +1108,30 @@ static bool take_number(char **p, const char *key, char sep, int64_t *out)
 /* The exact layout cache_write produces, read without the general JSON
  * parser: a warm service session reads the cache every time, and parsing
  * a token-sized document costs more than the rest of the session. Any
- * other text (an older layout, an edit) returns false and goes through
- * the JSON parser. Fields are cut in place in text. */
+ * other text (an older layout, an edit) returns false, unchanged, and goes
+ * through the JSON parser. On a match the fields are cut in place. */
 static bool read_own_layout(char *text, size_t len, const char **at, const char **res,
 			    const char **src, const char **tid, const char **oid, int64_t *exp_on,
 			    int64_t *ref_on)
 {
-	char *p = text, *type;
+	char *p = text, *type, *end[6];
 
 	if (len < 2 || text[0] != '{' || strcmp(text + len - 2, "}\n") != 0)
 		return false;
 	p++;
-	return (*at = take_string(&p, "access_token", ',')) != NULL &&
-	       (type = take_string(&p, "token_type", ',')) != NULL && strcmp(type, "Bearer") == 0 &&
-	       (*res = take_string(&p, "resource", ',')) != NULL &&
-	       (*src = take_string(&p, "source", ',')) != NULL &&
-	       (*tid = take_string(&p, "tenant_id", ',')) != NULL &&
-	       (*oid = take_string(&p, "object_id", ',')) != NULL &&
-	       take_number(&p, "expires_on", ',', exp_on) && take_number(&p, "refresh_on", '}', ref_on) &&
-	       p == text + len - 1;
+	if (!((*at = take_string(&p, "access_token", ',', &end[0])) != NULL &&
+	      (type = take_string(&p, "token_type", ',', &end[1])) != NULL &&
+	      end[1] - type == 6 && memcmp(type, "Bearer", 6) == 0 &&
+	      (*res = take_string(&p, "resource", ',', &end[2])) != NULL &&
+	      (*src = take_string(&p, "source", ',', &end[3])) != NULL &&
+	      (*tid = take_string(&p, "tenant_id", ',', &end[4])) != NULL &&
+	      (*oid = take_string(&p, "object_id", ',', &end[5])) != NULL &&
+	      take_number(&p, "expires_on", ',', exp_on) &&
+	      take_number(&p, "refresh_on", '}', ref_on) && p == text + len - 1))
+		return false;
+	for (size_t i = 0; i < sizeof(end) / sizeof(end[0]); i++)
+		*end[i] = '\0';
+	return true;
 }
 
 /* A copy of a cached tenant or object id ("" is none). */

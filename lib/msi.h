@@ -83,8 +83,8 @@ struct entra_msi_token {
 	int64_t refresh_on;     /* epoch seconds: fetch a new one from then on */
 	char *resource;         /* as returned, or as requested */
 	char *token_type;       /* "Bearer" */
-	/* tid and oid of the token when it is a JWT carrying them (values
-	 * checked with entra_value_is_safe), else NULL. Read without any
+	/* tid and oid of the token when it is a JWT carrying them (plain ids:
+	 * letters, digits, '-', '.', '_', at most 128), else NULL. Read without any
 	 * verification: for describing a session, never for a decision.
 	 * Kept in the cache so that a warm read decodes nothing. */
 	char *tenant_id;

@@ -54,7 +54,7 @@ struct shared_config {
 	int argc;
 	char **argv;
 	char *path;
-	struct stat id; /* lstat of the file before it was read */
+	struct stat id; /* fstat of the open file that was then read */
 };
 
 struct module_state {
@@ -68,7 +68,25 @@ struct module_state {
 static pthread_mutex_t config_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct shared_config *config_cache;
 
-/* A file changed within this many seconds of its lstat is not reused: two
+/* A multithreaded host that forks while another thread holds config_lock
+ * would leave the child's copy locked forever: fork waits for it (the
+ * library stays loaded, -z nodelete, so these handlers stay valid). */
+static void config_lock_prepare(void)
+{
+	pthread_mutex_lock(&config_lock);
+}
+
+static void config_lock_release(void)
+{
+	pthread_mutex_unlock(&config_lock);
+}
+
+__attribute__((constructor)) static void config_lock_at_fork(void)
+{
+	(void)pthread_atfork(config_lock_prepare, config_lock_release, config_lock_release);
+}
+
+/* A file changed within this many seconds of its fstat is not reused: two
  * writes in one tick of the file system's clock, of the same size, would
  * look alike (the "racy git" problem); such a file is read every time
  * until it has been still for that long. */
@@ -76,8 +94,8 @@ static struct shared_config *config_cache;
 
 /* The same file, with the same contents, owner and mode: any change of
  * its data, owner or mode changes its ctime, and a file put in its place
- * (rename, link) is another inode. A symlink (refused by the loader) is
- * lstat'ed, so it never matches the file it points to. */
+ * (rename, link) is another inode. A symlink is never opened (O_NOFOLLOW),
+ * so it never matches the file it points to. */
 static bool same_file(const struct stat *a, const struct stat *b)
 {
 	return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
@@ -241,8 +259,8 @@ static int load_state(pam_handle_t *pamh, int argc, const char **argv, struct mo
 	struct shared_config *hc = NULL;
 	struct entra_config *cfg;
 	struct stat id;
-	bool have_id;
 	char err[512];
+	int fd;
 
 	st->log.emit = emit_syslog;
 	st->log.host = pamh;
@@ -258,18 +276,30 @@ static int load_state(pam_handle_t *pamh, int argc, const char **argv, struct mo
 	for (int i = 0; i < argc; i++)
 		if (strncmp(argv[i], "conf=", 5) == 0)
 			path = argv[i] + 5;
-	/* Taken before the file is read: a change after it shows. */
-	have_id = lstat(path, &id) == 0 && S_ISREG(id.st_mode);
-	if (have_id) {
+	/* The identity comes from the open file that is then read (an open
+	 * also revalidates cached attributes on NFS, where lstat may not). */
+	fd = entra_config_open(path, &id);
+	if (fd >= 0 && S_ISREG(id.st_mode)) {
 		st->ref = cached_config(path, argc, argv, &id);
-		if (st->ref != NULL)
+		if (st->ref != NULL) {
+			close(fd);
 			goto done;
+		}
 	}
 	cfg = entra_config_new();
-	if (cfg == NULL)
+	if (cfg == NULL) {
+		if (fd >= 0)
+			close(fd);
 		return PAM_BUF_ERR;
-	if (entra_config_load(cfg, path, true, err, sizeof(err)) < 0)
+	}
+	if ((fd >= 0 ? entra_config_load_fd(cfg, fd, &id, path, true, err, sizeof(err))
+		     : entra_config_load(cfg, path, true, err, sizeof(err))) < 0) {
+		if (fd >= 0)
+			close(fd);
 		goto bad;
+	}
+	if (fd >= 0)
+		close(fd);
 	for (int i = 0; i < argc; i++) {
 		if (strncmp(argv[i], "conf=", 5) == 0)
 			continue;
@@ -278,12 +308,12 @@ static int load_state(pam_handle_t *pamh, int argc, const char **argv, struct mo
 	}
 	if (entra_config_validate(cfg, err, sizeof(err)) < 0)
 		goto bad;
-	st->ref = shared_config_new(cfg, path, argc, argv, have_id ? &id : NULL);
+	st->ref = shared_config_new(cfg, path, argc, argv, fd >= 0 ? &id : NULL);
 	if (st->ref == NULL) {
 		entra_config_free(cfg);
 		return PAM_BUF_ERR;
 	}
-	if (have_id && settled(&id))
+	if (fd >= 0 && settled(&id))
 		cache_config(st->ref);
 done:
 	st->cfg = st->ref->cfg;

@@ -917,6 +917,17 @@ static void test_cache_description(void **state)
 	assert_string_equal(t.object_id, OID);
 	assert_int_equal(t.expires_on, 1800000000);
 	entra_msi_token_clear(&t);
+	/* Exactly what the previous version wrote: it starts like today's
+	 * layout and differs later (no tenant_id): the JSON path must get the
+	 * text whole, and serve it without a request. */
+	write_file(file, "{\"access_token\":\"" JWT_TOKEN "\",\"token_type\":\"Bearer\",\"resource\":\"r\","
+			 "\"source\":\"imds\",\"expires_on\":1800000000,\"refresh_on\":1700000100}\n");
+	assert_int_equal(get(&r, &t), 0);
+	assert_true(t.from_cache);
+	assert_string_equal(t.access_token, JWT_TOKEN);
+	assert_string_equal(t.tenant_id, TID);
+	assert_int_equal(t.expires_on, 1800000000);
+	entra_msi_token_clear(&t);
 
 	/* the cached description is taken only when it is a plain id */
 	write_file(file, "{\"access_token\":\"" TOKEN "\",\"token_type\":\"Bearer\",\"resource\":\"r\","
