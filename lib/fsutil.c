@@ -312,6 +312,15 @@ static bool is_memory_fs(int fd)
 	return fstatfs(fd, &fs) == 0 && (fs.f_type == TMPFS_MAGIC || fs.f_type == RAMFS_MAGIC);
 }
 
+/* Owner and mode, then the data: no byte lands in the file before the
+ * file is the owner's and has its mode. */
+static int fill_new_file(int fd, const void *data, size_t len, mode_t mode, uid_t uid, gid_t gid)
+{
+	if (fchown(fd, uid, gid) != 0 || fchmod(fd, mode & 07777) != 0)
+		return -errno;
+	return write_all(fd, data, len);
+}
+
 int entra_write_file_atomic(int dirfd, const char *name, const void *data, size_t len,
 			    mode_t mode, uid_t uid, gid_t gid)
 {
@@ -324,12 +333,7 @@ int entra_write_file_atomic(int dirfd, const char *name, const void *data, size_
 	fd = make_temp(dirfd, name, tmp, sizeof(tmp));
 	if (fd < 0)
 		return fd;
-	/* Owner and mode before any byte of data lands in the file. */
-	if (fchown(fd, uid, gid) != 0 || fchmod(fd, mode & 07777) != 0) {
-		rc = -errno;
-		goto fail;
-	}
-	rc = write_all(fd, data, len);
+	rc = fill_new_file(fd, data, len, mode, uid, gid);
 	if (rc < 0)
 		goto fail;
 	durable = !is_memory_fs(fd);
@@ -367,12 +371,7 @@ int entra_write_file_new(int dirfd, const char *name, const void *data, size_t l
 	fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
-	/* Owner and mode before any byte of data lands in the file. */
-	if (fchown(fd, uid, gid) != 0 || fchmod(fd, mode & 07777) != 0) {
-		rc = -errno;
-		goto fail;
-	}
-	rc = write_all(fd, data, len);
+	rc = fill_new_file(fd, data, len, mode, uid, gid);
 	if (rc < 0)
 		goto fail;
 	if (close(fd) != 0) {

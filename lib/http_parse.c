@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "buf.h"
+#include "names.h"
 
 #define MAX_WWW_AUTHENTICATE 8192
 #define RETRY_AFTER_MAX (86400L * 7)
@@ -407,24 +408,13 @@ static int end_of_head(struct entra_http_parser *p)
 	return 0;
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 static int chunk_size_line(struct entra_http_parser *p, const char *line, size_t len)
 {
 	uint64_t n = 0;
 	size_t i = 0;
 	int h;
 
-	while (i < len && (h = hexval(line[i])) >= 0) {
+	while (i < len && (h = entra_hex_value(line[i])) >= 0) {
 		if (n > (UINT64_MAX >> 4))
 			return -EPROTO;
 		n = (n << 4) | (uint64_t)h;

@@ -45,6 +45,17 @@ bool entra_value_is_safe(const char *value, size_t max)
 	return true;
 }
 
+int entra_hex_value(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
 bool entra_is_guid(const char *s)
 {
 	static const char shape[] = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx";
@@ -56,8 +67,7 @@ bool entra_is_guid(const char *s)
 		if (shape[i] == '-') {
 			if (c != '-')
 				return false;
-		} else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
-			     (c >= 'A' && c <= 'F'))) {
+		} else if (entra_hex_value(c) < 0) {
 			return false;
 		}
 	}

@@ -17,6 +17,9 @@ bool entra_name_is_valid(const char *name);
  * no control characters (including newline), valid as plain bytes >= 0x20. */
 bool entra_value_is_safe(const char *value, size_t max);
 
+/* The value of a hex digit of either case, or -1. */
+int entra_hex_value(char c);
+
 /* 8-4-4-4-12 hex digits, either case. */
 bool entra_is_guid(const char *s);
 

@@ -250,17 +250,6 @@ void entra_tokend_http_request_free(struct entra_tokend_http_request *req)
 	memset(req, 0, sizeof(*req));
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Percent-decode s[0..len) ('+' is a space, as in forms). NULL when
  * malformed or when the result holds a control character. */
 static char *url_decode(const char *s, size_t len)
@@ -283,8 +272,8 @@ static char *url_decode(const char *s, size_t len)
 				free(out);
 				return NULL;
 			}
-			hi = hexval(s[i + 1]);
-			lo = hexval(s[i + 2]);
+			hi = entra_hex_value(s[i + 1]);
+			lo = entra_hex_value(s[i + 2]);
 			if (hi < 0 || lo < 0) {
 				free(out);
 				return NULL;
