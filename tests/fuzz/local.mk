@@ -105,11 +105,12 @@ tests/fuzz/fuzz_rbac: $(top_srcdir)/tests/fuzz/fuzz_rbac.c $(FUZZ_COMMON) $(FUZZ
 
 # The response parser alone: no archive, no OpenSSL.
 tests/fuzz/fuzz_http_response: $(top_srcdir)/tests/fuzz/fuzz_http_response.c $(FUZZ_COMMON) \
-		$(top_srcdir)/lib/http_parse.c $(top_srcdir)/lib/http_parse.h $(top_srcdir)/lib/http.h
+		$(top_srcdir)/lib/http_parse.c $(top_srcdir)/lib/http_parse.h $(top_srcdir)/lib/http.h \
+		$(top_srcdir)/lib/names.c
 	@$(MKDIR_P) tests/fuzz
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_CPPFLAGS) -o $@ \
 		$(top_srcdir)/tests/fuzz/fuzz_http_response.c $(top_srcdir)/lib/http_parse.c \
-		$(top_srcdir)/lib/buf.c $(top_srcdir)/lib/log.c
+		$(top_srcdir)/lib/buf.c $(top_srcdir)/lib/log.c $(top_srcdir)/lib/names.c
 
 FUZZ_BINARIES = tests/fuzz/fuzz_json tests/fuzz/fuzz_jwks tests/fuzz/fuzz_jwt \
 	tests/fuzz/fuzz_tokens tests/fuzz/fuzz_devicecode tests/fuzz/fuzz_oauth_error \
