@@ -136,10 +136,7 @@ done:
 		entra_device_authorization_free(out);
 	if (rc != -EPROTO)
 		entra_oauth_error_free(err);
-	if (json_object_object_get_ex(obj, "device_code", &v) &&
-	    json_object_is_type(v, json_type_string))
-		explicit_bzero((char *)json_object_get_string(v),
-			       (size_t)json_object_get_string_len(v));
+	entra_json_wipe_member(obj, "device_code");
 	json_object_put(obj);
 	return rc;
 }

@@ -521,6 +521,15 @@ static const char *c_string(struct json_object *val)
 	return str;
 }
 
+void entra_json_wipe_member(struct json_object *obj, const char *key)
+{
+	struct json_object *v;
+
+	if (obj != NULL && json_object_object_get_ex(obj, key, &v) &&
+	    json_object_is_type(v, json_type_string))
+		explicit_bzero((char *)json_object_get_string(v), (size_t)json_object_get_string_len(v));
+}
+
 const char *entra_json_get_string(struct json_object *obj, const char *key)
 {
 	struct json_object *val;

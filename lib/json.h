@@ -31,6 +31,11 @@ struct json_object *entra_json_parse_ex(const char *text, size_t len, bool want_
  * in the getters below: as a C string it would read as a shorter value. */
 const char *entra_json_get_string(struct json_object *obj, const char *key);
 
+/* Wipe the string member `key` in place (absent or not a string: no-op).
+ * json-c frees its strings without wiping them: secrets parsed into a tree
+ * are wiped before the tree is put. The storage is json-c's own copy. */
+void entra_json_wipe_member(struct json_object *obj, const char *key);
+
 /* The integer member `key`, given as a JSON integer or as a string of
  * decimal digits only ([0-9]+, no sign: Entra and IMDS send both forms).
  * 0, -ENOENT (absent), -EINVAL (other type, double, garbage, overflow). */

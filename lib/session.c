@@ -498,11 +498,8 @@ static void put_wiped(struct json_object *obj)
 
 	if (obj == NULL)
 		return;
-	for (size_t i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++) {
-		const char *secret = entra_json_get_string(obj, secrets[i]);
-		if (secret != NULL)
-			explicit_bzero((char *)secret, strlen(secret));
-	}
+	for (size_t i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++)
+		entra_json_wipe_member(obj, secrets[i]);
 	json_object_put(obj);
 }
 

@@ -19,20 +19,6 @@
 #define DEFAULT_EXPIRES_IN 3600
 #define FORM_MAX (64 * 1024)
 
-/* json-c frees its strings without wiping them: wipe the secrets inside
- * the parsed tree before it is released. The storage is json-c's own
- * heap copy, so writing to it is safe. */
-static void wipe_member(struct json_object *obj, const char *key)
-{
-	struct json_object *v;
-
-	if (json_object_object_get_ex(obj, key, &v) && json_object_is_type(v, json_type_string)) {
-		char *s = (char *)json_object_get_string(v);
-
-		explicit_bzero(s, (size_t)json_object_get_string_len(v));
-	}
-}
-
 /* -EINVAL when present with the wrong type or unsafe, 0 otherwise; an
  * empty string counts as absent (IMDS sends "refresh_token": ""). */
 static int optional_string(struct json_object *obj, const char *key, size_t max, char **out)
@@ -175,9 +161,9 @@ done:
 		entra_token_response_free(out);
 	if (result != ENTRA_TOKEN_ERROR)
 		entra_oauth_error_free(err);
-	wipe_member(obj, "access_token");
-	wipe_member(obj, "refresh_token");
-	wipe_member(obj, "id_token");
+	entra_json_wipe_member(obj, "access_token");
+	entra_json_wipe_member(obj, "refresh_token");
+	entra_json_wipe_member(obj, "id_token");
 	json_object_put(obj);
 	return result;
 }

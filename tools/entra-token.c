@@ -153,7 +153,7 @@ int main(int argc, char **argv)
 	const char *headers[2] = { NULL, NULL };
 	struct entra_http_response resp;
 	struct entra_http *http = NULL;
-	struct json_object *body = NULL, *t;
+	struct json_object *body = NULL;
 	const char *token, *error, *message;
 	int64_t expires_on = 0;
 	bool json = false;
@@ -254,9 +254,7 @@ int main(int argc, char **argv)
 		printf("%s\n", token);
 	rc = fflush(stdout) == 0 ? EXIT_OK : EXIT_FAIL;
 out:
-	if (body != NULL && json_object_object_get_ex(body, "access_token", &t) &&
-	    json_object_is_type(t, json_type_string))
-		explicit_bzero((char *)json_object_get_string(t), (size_t)json_object_get_string_len(t));
+	entra_json_wipe_member(body, "access_token");
 	json_object_put(body);
 	entra_http_response_free(&resp);
 	entra_http_free(http);

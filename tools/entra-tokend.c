@@ -816,14 +816,6 @@ static void reply(int fd, bool ok, const char *error)
 	write_all(fd, line, (size_t)n, entra_monotonic_ms() + REGISTER_TIMEOUT_MS);
 }
 
-static void wipe_member(struct json_object *obj, const char *key)
-{
-	struct json_object *v;
-
-	if (json_object_object_get_ex(obj, key, &v) && json_object_is_type(v, json_type_string))
-		explicit_bzero((char *)json_object_get_string(v), (size_t)json_object_get_string_len(v));
-}
-
 /* The refresh token of a person's session from run_dir/private/<id>,
  * checked against the registration. malloc'd secret or NULL (logged). The
  * parsed copies of the entry's secrets are wiped before they are freed. */
@@ -870,8 +862,8 @@ static char *read_private_store(const char *id, uid_t uid, const char *user)
 		out = strdup(rt);
 	}
 	/* The entry holds the session's first access token too. */
-	wipe_member(obj, "refresh_token");
-	wipe_member(obj, "access_token");
+	entra_json_wipe_member(obj, "refresh_token");
+	entra_json_wipe_member(obj, "access_token");
 	json_object_put(obj);
 	return out;
 }
@@ -1060,7 +1052,7 @@ static void serve_unix(int fd)
 		reply(fd, false, "unknown op");
 out:
 	if (msg != NULL) {
-		wipe_member(msg, "secret");
+		entra_json_wipe_member(msg, "secret");
 		json_object_put(msg);
 	}
 	explicit_bzero(buf, sizeof(buf));
