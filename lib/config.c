@@ -331,6 +331,13 @@ int entra_config_set(struct entra_config *cfg, const char *key, const char *valu
 				key, value, k->min == 1 ? "https" : "http(s)");
 			return -EINVAL;
 		}
+		/* The HTTP client tunnels through an http:// proxy only. */
+		if (strcmp(key, "https_proxy") == 0 &&
+		    (strncasecmp(value, "http://", 7) != 0 ||
+		     strcspn(value + 7, "/") + 7 < strlen(value) - (value[strlen(value) - 1] == '/'))) {
+			set_err(err, errlen, "https_proxy: '%s' is not of the form http://host[:port]", value);
+			return -EINVAL;
+		}
 		if (replace_string(str_field(cfg, k), value) < 0) {
 			set_err(err, errlen, "%s: out of memory", key);
 			return -ENOMEM;

@@ -6,7 +6,7 @@
 #include "buf.h"
 #include "fsutil.h"
 #include "json.h"
-#include "b64.h"
+#include "jwt.h"
 #include "names.h"
 
 #include <ctype.h>
@@ -794,11 +794,9 @@ static bool id_is_plain(const char *v)
 	return n > 0 && n <= 128;
 }
 
-/* A plain string claim of claims, copied, or NULL. */
-static char *claim_copy(struct json_object *claims, const char *name)
+/* A copy of a tenant or object id when it is a plain id, else NULL. */
+static char *plain_id_copy(const char *v)
 {
-	const char *v = entra_json_get_string(claims, name);
-
 	return v != NULL && id_is_plain(v) ? strdup(v) : NULL;
 }
 
@@ -807,26 +805,17 @@ static char *claim_copy(struct json_object *claims, const char *name)
  * Missing claims, or a token that is not a JWS, leave them NULL. */
 static void describe_token(struct entra_msi_token *tok)
 {
-	const char *payload, *end;
 	struct json_object *claims;
-	unsigned char *json = NULL;
-	size_t len = 0;
 
 	free(tok->tenant_id);
 	free(tok->object_id);
 	tok->tenant_id = NULL;
 	tok->object_id = NULL;
-	payload = tok->access_token ? strchr(tok->access_token, '.') : NULL;
-	end = payload ? strchr(payload + 1, '.') : NULL;
-	if (end == NULL || strchr(end + 1, '.') != NULL ||
-	    entra_b64url_decode(payload + 1, (size_t)(end - payload - 1), &json, &len) < 0)
-		return;
-	claims = entra_json_parse_object((const char *)json, len);
-	free(json);
+	claims = tok->access_token ? entra_jwt_decode_unverified(tok->access_token) : NULL;
 	if (claims == NULL)
 		return;
-	tok->tenant_id = claim_copy(claims, "tid");
-	tok->object_id = claim_copy(claims, "oid");
+	tok->tenant_id = plain_id_copy(entra_json_get_string(claims, "tid"));
+	tok->object_id = plain_id_copy(entra_json_get_string(claims, "oid"));
 	json_object_put(claims);
 }
 
@@ -1134,12 +1123,6 @@ static bool read_own_layout(char *text, size_t len, const char **at, const char 
 	return true;
 }
 
-/* A copy of a cached tenant or object id ("" is none). */
-static char *cached_id(const char *v)
-{
-	return v != NULL && id_is_plain(v) ? strdup(v) : NULL;
-}
-
 /* Load a cache entry into tok. 0, or -errno if absent, unsafe or corrupt. */
 static int cache_read(struct msi_ctx *c, int dfd, const char *name, uid_t uid, struct entra_msi_token *tok)
 {
@@ -1183,8 +1166,8 @@ static int cache_read(struct msi_ctx *c, int dfd, const char *name, uid_t uid, s
 		/* The description travels with the token; an entry of
 		 * another layout is described now. */
 		if (own) {
-			tok->tenant_id = cached_id(tid);
-			tok->object_id = cached_id(oid);
+			tok->tenant_id = plain_id_copy(tid);
+			tok->object_id = plain_id_copy(oid);
 		} else {
 			describe_token(tok);
 		}

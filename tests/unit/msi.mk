@@ -5,7 +5,7 @@ if HAVE_CMOCKA
 check_PROGRAMS += tests/unit/test_msi
 TESTS += tests/unit/test_msi
 tests_unit_test_msi_SOURCES = tests/unit/test_msi.c \
-	lib/msi.c lib/json.c lib/b64.c lib/fsutil.c lib/buf.c lib/log.c lib/names.c
+	lib/msi.c lib/jwt.c lib/json.c lib/b64.c lib/fsutil.c lib/buf.c lib/log.c lib/names.c
 tests_unit_test_msi_CFLAGS = $(TEST_CFLAGS)
 tests_unit_test_msi_LDADD = $(CMOCKA_LIBS) $(JSONC_LIBS) $(CRYPTO_LIBS)
 endif

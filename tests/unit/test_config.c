@@ -294,6 +294,10 @@ static void test_types_and_bounds(void **state)
 	set_ok(cfg, "ca_file", "/tmp/ca.pem");
 
 	set_fails(cfg, "authority", "http://login.microsoftonline.com", "https://host");
+	/* The HTTP client tunnels through an http:// proxy, nothing else. */
+	set_fails(cfg, "https_proxy", "https://proxy.example:3128", "http://host");
+	set_fails(cfg, "https_proxy", "http://proxy.example:3128/path", "http://host");
+	assert_int_equal(entra_config_set(cfg, "https_proxy", "http://proxy.example:3128/", NULL, 0), 0);
 	set_fails(cfg, "authority", "https://login.example.com/?x=1", "no query");
 	set_fails(cfg, "authority", "https://login.example.com/#f", "no query");
 	set_fails(cfg, "authority", "https://user@login.example.com", "user info");
