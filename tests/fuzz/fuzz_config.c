@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "config.h"
 #include "userdb.h"
@@ -52,9 +53,10 @@ static void check_config(const struct entra_config *cfg)
 		check_err(err, sizeof(err));
 		return;
 	}
-	/* What validate accepts is sane. */
+	/* What validate accepts is sane. Schemes are case-insensitive
+	 * (RFC 3986 3.1), as the config and the HTTP client treat them. */
 	if (cfg->tenant == NULL || cfg->client_id == NULL || cfg->authority == NULL ||
-	    strncmp(cfg->authority, "https://", 8) != 0 || cfg->login_timeout < 1 ||
+	    strncasecmp(cfg->authority, "https://", 8) != 0 || cfg->login_timeout < 1 ||
 	    cfg->http_timeout < 1 || cfg->clock_skew < 0 || cfg->clock_skew > 120 ||
 	    cfg->uid_min > cfg->uid_max ||
 	    (cfg->workspace_name != NULL) != (cfg->subscription_id != NULL) ||

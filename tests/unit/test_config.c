@@ -303,6 +303,10 @@ static void test_types_and_bounds(void **state)
 	set_fails(cfg, "authority", "https://user@login.example.com", "user info");
 	set_fails(cfg, "authority", "https://", "https://host");
 	set_fails(cfg, "authority", "ftp://x", "https://host");
+	/* Schemes are case-insensitive (RFC 3986 3.1): kept as written. */
+	set_ok(cfg, "authority", "HTTPS://login.example.com");
+	assert_string_equal(cfg->authority, "HTTPS://login.example.com");
+	set_fails(cfg, "authority", "HTTP://login.example.com", "https://host");
 	set_ok(cfg, "authority", "https://127.0.0.1:8443/");
 	assert_string_equal(cfg->authority, "https://127.0.0.1:8443");
 	set_ok(cfg, "authority", "https://login.example.com/base//");
