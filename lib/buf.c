@@ -1,5 +1,6 @@
 #include "config.h"
 #include "buf.h"
+#include "names.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -118,7 +119,6 @@ void entra_free_secret(char *secret)
 
 int entra_random_hex(char *out, size_t nhex)
 {
-	static const char hex[] = "0123456789abcdef";
 	unsigned char raw[64];
 	size_t n = nhex / 2;
 
@@ -126,11 +126,7 @@ int entra_random_hex(char *out, size_t nhex)
 		return -EINVAL;
 	if (getrandom(raw, n, 0) != (ssize_t)n)
 		return -EIO;
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = hex[raw[i] >> 4];
-		out[2 * i + 1] = hex[raw[i] & 0xf];
-	}
-	out[nhex] = '\0';
+	entra_hex_encode(raw, n, out);
 	explicit_bzero(raw, n);
 	return 0;
 }

@@ -20,6 +20,9 @@ bool entra_value_is_safe(const char *value, size_t max);
 /* The value of a hex digit of either case, or -1. */
 int entra_hex_value(char c);
 
+/* n bytes as 2n lowercase hex digits, then a NUL (out holds 2n + 1). */
+void entra_hex_encode(const unsigned char *in, size_t n, char *out);
+
 /* 8-4-4-4-12 hex digits, either case. */
 bool entra_is_guid(const char *s);
 

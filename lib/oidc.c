@@ -212,18 +212,13 @@ void entra_oidc_free(struct entra_oidc *oidc)
  * authorities/tenants share one directory without clashing. */
 static int cache_prefix(const struct entra_oidc *oidc, char out[33])
 {
-	static const char hex[] = "0123456789abcdef";
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen = 0;
 
 	if (EVP_Digest(oidc->discovery_url, strlen(oidc->discovery_url), md, &mdlen,
 		       EVP_sha256(), NULL) != 1 || mdlen < 16)
 		return -EIO;
-	for (size_t i = 0; i < 16; i++) {
-		out[2 * i] = hex[md[i] >> 4];
-		out[2 * i + 1] = hex[md[i] & 15];
-	}
-	out[32] = '\0';
+	entra_hex_encode(md, 16, out);
 	return 0;
 }
 
