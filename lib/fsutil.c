@@ -1,5 +1,6 @@
 #include "config.h"
 #include "fsutil.h"
+#include "names.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -12,9 +13,11 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/random.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <linux/magic.h>
+#include <linux/openat2.h>
 
 #define REMOVE_MAX_DEPTH 32
 #define TEMP_ATTEMPTS 16
@@ -256,6 +259,38 @@ fail:
 	return rc;
 }
 
+/* An absolute path opened with no symlink in any of its components
+ * (openat2, Linux 5.6; glibc has no wrapper). */
+static int open_nolinks(const char *path, int flags)
+{
+	struct open_how how = {
+		.flags = (uint64_t)(flags | O_NOFOLLOW | O_CLOEXEC),
+		.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+	};
+	long fd;
+
+	if (path == NULL || path[0] != '/')
+		return -EINVAL;
+	fd = syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof(how));
+	return fd < 0 ? -errno : (int)fd;
+}
+
+int entra_dir_open_nolinks(const char *path, mode_t mode, uid_t uid)
+{
+	struct stat st;
+	int fd, rc;
+
+	fd = open_nolinks(path, O_RDONLY | O_DIRECTORY);
+	if (fd < 0)
+		return fd;
+	rc = fstat(fd, &st) != 0 ? -errno : check_existing_dir(&st, mode & 07777, uid);
+	if (rc < 0) {
+		close(fd);
+		return rc;
+	}
+	return fd;
+}
+
 static int write_all(int fd, const void *data, size_t len)
 {
 	const char *p = data;
@@ -278,7 +313,6 @@ static int write_all(int fd, const void *data, size_t len)
 
 static int make_temp(int dirfd, const char *name, char *tmp, size_t tmp_len)
 {
-	static const char hex[] = "0123456789abcdef";
 	unsigned char rnd[8];
 	char suffix[sizeof(rnd) * 2 + 1];
 	int fd;
@@ -286,11 +320,7 @@ static int make_temp(int dirfd, const char *name, char *tmp, size_t tmp_len)
 	for (int attempt = 0; attempt < TEMP_ATTEMPTS; attempt++) {
 		if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
 			return errno ? -errno : -EIO;
-		for (size_t i = 0; i < sizeof(rnd); i++) {
-			suffix[2 * i] = hex[rnd[i] >> 4];
-			suffix[2 * i + 1] = hex[rnd[i] & 15];
-		}
-		suffix[sizeof(suffix) - 1] = '\0';
+		entra_hex_encode(rnd, sizeof(rnd), suffix);
 		/* Keep the temp name within NAME_MAX however long name is. */
 		if ((size_t)snprintf(tmp, tmp_len, ".%.200s.%s.tmp", name, suffix) >= tmp_len)
 			return -ENAMETOOLONG;
@@ -386,37 +416,14 @@ fail:
 	return rc;
 }
 
-static int read_file(int dirfd, const char *name, size_t max, uid_t owner, mode_t refused,
-		     struct entra_buf *out);
-
-int entra_read_file_trusted(int dirfd, const char *name, size_t max, uid_t owner,
-			    struct entra_buf *out)
-{
-	return read_file(dirfd, name, max, owner, S_IWGRP | S_IWOTH, out);
-}
-
-int entra_read_file_secret(int dirfd, const char *name, size_t max, uid_t owner,
-			   struct entra_buf *out)
-{
-	return read_file(dirfd, name, max, owner, 077, out);
-}
-
-static int read_file(int dirfd, const char *name, size_t max, uid_t owner, mode_t refused,
-		     struct entra_buf *out)
+/* Check and read an opened file; closes fd. */
+static int read_open_file(int fd, size_t max, uid_t owner, mode_t refused, struct entra_buf *out)
 {
 	struct stat st;
 	char chunk[4096];
 	size_t dirty = 0;
-	int fd, rc;
+	int rc;
 
-	entra_buf_init(out, max);
-	if (!component_ok(name))
-		return -EINVAL;
-	/* O_NONBLOCK: a FIFO planted here must not hang us before the
-	 * S_ISREG check. */
-	fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-	if (fd < 0)
-		return -errno;
 	if (fstat(fd, &st) != 0) {
 		rc = -errno;
 		goto out;
@@ -473,6 +480,47 @@ out:
 	if (rc < 0)
 		entra_buf_free(out);
 	return rc;
+}
+
+/* O_NONBLOCK: a FIFO planted here must not hang us before the S_ISREG
+ * check. */
+#define READ_FLAGS (O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
+
+static int read_file(int dirfd, const char *name, size_t max, uid_t owner, mode_t refused,
+		     struct entra_buf *out)
+{
+	int fd;
+
+	entra_buf_init(out, max);
+	if (!component_ok(name))
+		return -EINVAL;
+	fd = openat(dirfd, name, READ_FLAGS);
+	if (fd < 0)
+		return -errno;
+	return read_open_file(fd, max, owner, refused, out);
+}
+
+int entra_read_file_trusted(int dirfd, const char *name, size_t max, uid_t owner,
+			    struct entra_buf *out)
+{
+	return read_file(dirfd, name, max, owner, S_IWGRP | S_IWOTH, out);
+}
+
+int entra_read_file_secret(int dirfd, const char *name, size_t max, uid_t owner,
+			   struct entra_buf *out)
+{
+	return read_file(dirfd, name, max, owner, 077, out);
+}
+
+int entra_read_secret_nolinks(const char *path, size_t max, uid_t owner, struct entra_buf *out)
+{
+	int fd;
+
+	entra_buf_init(out, max);
+	fd = open_nolinks(path, READ_FLAGS);
+	if (fd < 0)
+		return fd;
+	return read_open_file(fd, max, owner, 077, out);
 }
 
 int entra_read_path_trusted(const char *path, size_t max, uid_t owner, struct entra_buf *out)

@@ -32,6 +32,16 @@ int entra_dir_create_at(int dirfd, const char *name, mode_t mode);
  * uid and no group/other write bit. Returns fd or -errno. */
 int entra_dir_open_trusted(const char *path, uid_t uid);
 
+/* Open an existing directory through an absolute path with no symlink in
+ * any component (openat2 RESOLVE_NO_SYMLINKS), requiring owner uid and no
+ * mode bit beyond mode. One system call for a path whose directories the
+ * caller would otherwise open and check one by one: it checks the last
+ * one only, so callers use it where that suffices and fall back to the
+ * functions above on any error (-ELOOP: a symlink on the way, -ENOSYS or
+ * -EPERM: no openat2 here, -ENOENT, -EPERM/-EACCES: owner or mode).
+ * fd or -errno. */
+int entra_dir_open_nolinks(const char *path, mode_t mode, uid_t uid);
+
 /* Atomically replace dirfd/name with data: a temp file in the same
  * directory (O_EXCL|O_NOFOLLOW, the final mode and owner set before any
  * data is written), fsync, rename, fsync of the directory. 0 or -errno;
@@ -60,6 +70,13 @@ int entra_read_file_trusted(int dirfd, const char *name, size_t max, uid_t owner
  * at all is refused (-EACCES). */
 int entra_read_file_secret(int dirfd, const char *name, size_t max, uid_t owner,
 			   struct entra_buf *out);
+
+/* entra_read_file_secret for an absolute path opened as
+ * entra_dir_open_nolinks opens it: only the file is checked, not the
+ * directories it is in, so only for content that says itself what it is
+ * (the managed-identity cache names its key). Same errors, and those of
+ * entra_dir_open_nolinks. */
+int entra_read_secret_nolinks(const char *path, size_t max, uid_t owner, struct entra_buf *out);
 
 /* Same for an absolute path (used for the config file). The directory
  * holding the file must also be owned by root or owner (-EPERM) and not

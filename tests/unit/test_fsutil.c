@@ -560,6 +560,54 @@ static void test_dir_open_full_path(void **state)
 	assert_int_equal(entra_dir_open_or_create(p, 0700, geteuid(), getegid()), -ENOTDIR);
 }
 
+/* The one-call opens: no symlink anywhere on the way (unlike the
+ * component-wise functions, which allow them above the last component),
+ * and the last component checked as they check it. */
+static void test_nolinks(void **state)
+{
+	struct fixture *f = *state;
+	struct entra_buf buf;
+	char p[PATH_MAX];
+	int fd;
+
+	assert_int_equal(mkdirat(f->dirfd, "real", 0700), 0);
+	assert_int_equal(mkdirat(f->dirfd, "real/sub", 0711), 0);
+	assert_int_equal(symlinkat("real", f->dirfd, "up"), 0);
+	path_in(f, p, sizeof(p), "real/sub");
+	fd = entra_dir_open_nolinks(p, 0711, geteuid());
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(entra_dir_open_nolinks(p, 0700, geteuid()), -EACCES);
+	assert_int_equal(entra_dir_open_nolinks(p, 0711, NOBODY), -EPERM);
+	path_in(f, p, sizeof(p), "up/sub");
+	assert_int_equal(entra_dir_open_nolinks(p, 0711, geteuid()), -ELOOP);
+	fd = entra_dir_open_or_create(p, 0711, geteuid(), getegid()); /* the fallback */
+	assert_true(fd >= 0);
+	close(fd);
+	path_in(f, p, sizeof(p), "real/none");
+	assert_int_equal(entra_dir_open_nolinks(p, 0711, geteuid()), -ENOENT);
+	assert_int_equal(entra_dir_open_nolinks("real/sub", 0711, geteuid()), -EINVAL);
+
+	put_file(f, "real/sub/s", "secret", 0600);
+	path_in(f, p, sizeof(p), "real/sub/s");
+	assert_int_equal(entra_read_secret_nolinks(p, 100, geteuid(), &buf), 0);
+	assert_string_equal(buf.data, "secret");
+	entra_buf_free(&buf);
+	assert_int_equal(entra_read_secret_nolinks(p, 100, NOBODY, &buf), -EPERM);
+	assert_int_equal(entra_read_secret_nolinks(p, 3, geteuid(), &buf), -EFBIG);
+	assert_int_equal(fchmodat(f->dirfd, "real/sub/s", 0640, 0), 0);
+	assert_int_equal(entra_read_secret_nolinks(p, 100, geteuid(), &buf), -EACCES);
+	assert_int_equal(fchmodat(f->dirfd, "real/sub/s", 0600, 0), 0);
+	path_in(f, p, sizeof(p), "up/sub/s");
+	assert_int_equal(entra_read_secret_nolinks(p, 100, geteuid(), &buf), -ELOOP);
+	assert_null(buf.data);
+	assert_int_equal(symlinkat("s", f->dirfd, "real/sub/link"), 0);
+	path_in(f, p, sizeof(p), "real/sub/link");
+	assert_int_equal(entra_read_secret_nolinks(p, 100, geteuid(), &buf), -ELOOP);
+	path_in(f, p, sizeof(p), "real/sub");
+	assert_int_equal(entra_read_secret_nolinks(p, 100, geteuid(), &buf), -EINVAL); /* a directory */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -578,6 +626,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_write_new, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_read_secret_and_sizes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dir_open_full_path, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_nolinks, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
