@@ -11,6 +11,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -1017,29 +1018,51 @@ static void sha256_fetch(void)
 	sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
 }
 
+/* The last key this thread computed: a host opening session after
+ * session asks for the same identity each time, and the digest was a
+ * sixth of a warm session's work in the module. Longer inputs are not
+ * remembered. */
+static __thread struct {
+	size_t len;
+	char input[512];
+	char hex[65];
+} last_key;
+
 static int cache_key(struct msi_ctx *c, char hex[65])
 {
+	const char *parts[] = { "msi-v1", entra_msi_source_name(c->source), c->base_url,
+				c->id_param ? c->id_param : "system", c->id_value ? c->id_value : "",
+				c->resource };
 	unsigned char md[32];
 	unsigned int mdlen = 0;
 	struct entra_buf k;
-	int rc, i;
+	int rc = 0;
 
 	entra_buf_init(&k, MAX_URL * 2);
-	rc = entra_buf_printf(&k, "msi-v1\n%s\n%s\n%s\n%s\n%s", entra_msi_source_name(c->source),
-			      c->base_url, c->id_param ? c->id_param : "system",
-			      c->id_value ? c->id_value : "", c->resource);
-	if (rc == 0 && (pthread_once(&sha256_once, sha256_fetch) != 0 || sha256_md == NULL ||
-			EVP_Digest(k.data, k.len, md, &mdlen, sha256_md, NULL) != 1))
-		rc = -EIO;
-	entra_buf_free(&k);
-	if (rc < 0 || mdlen != sizeof(md))
-		return rc < 0 ? rc : -EIO;
-	for (i = 0; i < 32; i++) {
-		hex[2 * i] = "0123456789abcdef"[md[i] >> 4];
-		hex[2 * i + 1] = "0123456789abcdef"[md[i] & 15];
+	for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]) && rc == 0; i++) {
+		if (i > 0)
+			rc = entra_buf_append(&k, "\n", 1);
+		if (rc == 0)
+			rc = entra_buf_append_str(&k, parts[i]);
 	}
-	hex[64] = '\0';
-	return 0;
+	if (rc == 0 && k.len == last_key.len && memcmp(k.data, last_key.input, k.len) == 0) {
+		memcpy(hex, last_key.hex, sizeof(last_key.hex));
+		entra_buf_free(&k);
+		return 0;
+	}
+	if (rc == 0 && (pthread_once(&sha256_once, sha256_fetch) != 0 || sha256_md == NULL ||
+			EVP_Digest(k.data, k.len, md, &mdlen, sha256_md, NULL) != 1 || mdlen != sizeof(md)))
+		rc = -EIO;
+	if (rc == 0) {
+		entra_hex_encode(md, sizeof(md), hex);
+		if (k.len <= sizeof(last_key.input)) {
+			memcpy(last_key.input, k.data, k.len);
+			last_key.len = k.len;
+			memcpy(last_key.hex, hex, sizeof(last_key.hex));
+		}
+	}
+	entra_buf_free(&k);
+	return rc;
 }
 
 static int cache_open(struct msi_ctx *c, uid_t uid)
@@ -1100,10 +1123,10 @@ static bool take_number(char **p, const char *key, char sep, int64_t *out)
  * other text (an older layout, an edit) returns false, unchanged, and goes
  * through the JSON parser. On a match the fields are cut in place. */
 static bool read_own_layout(char *text, size_t len, const char **at, const char **res,
-			    const char **src, const char **tid, const char **oid, int64_t *exp_on,
-			    int64_t *ref_on)
+			    const char **src, const char **tid, const char **oid, const char **key,
+			    int64_t *exp_on, int64_t *ref_on)
 {
-	char *p = text, *type, *end[6];
+	char *p = text, *type, *end[7];
 
 	if (len < 2 || text[0] != '{' || strcmp(text + len - 2, "}\n") != 0)
 		return false;
@@ -1115,6 +1138,7 @@ static bool read_own_layout(char *text, size_t len, const char **at, const char 
 	      (*src = take_string(&p, "source", ',', &end[3])) != NULL &&
 	      (*tid = take_string(&p, "tenant_id", ',', &end[4])) != NULL &&
 	      (*oid = take_string(&p, "object_id", ',', &end[5])) != NULL &&
+	      (*key = take_string(&p, "key", ',', &end[6])) != NULL &&
 	      take_number(&p, "expires_on", ',', exp_on) &&
 	      take_number(&p, "refresh_on", '}', ref_on) && p == text + len - 1))
 		return false;
@@ -1123,36 +1147,36 @@ static bool read_own_layout(char *text, size_t len, const char **at, const char 
 	return true;
 }
 
-/* Load a cache entry into tok. 0, or -errno if absent, unsafe or corrupt. */
-static int cache_read(struct msi_ctx *c, int dfd, const char *name, uid_t uid, struct entra_msi_token *tok)
+/* A cache entry's text (b, freed here) into tok. An entry names the key
+ * it was written under: one of another key (moved or copied here) is
+ * refused; one without (written before entries named theirs) only when
+ * !key_required. 0, or -errno if unsafe or corrupt. */
+static int cache_parse(struct msi_ctx *c, struct entra_buf *b, const char *key, bool key_required,
+		       struct entra_msi_token *tok)
 {
-	struct entra_buf b;
 	struct json_object *obj = NULL;
-	const char *at, *res, *src, *tid = NULL, *oid = NULL;
+	const char *at, *res, *src, *tid = NULL, *oid = NULL, *named = NULL;
 	int64_t exp_on = 0, ref_on = 0;
 	bool own;
 	int rc;
 
-	/* Ours, and no access for anyone else: never trust (nor keep
-	 * using) a file others could read. */
-	rc = entra_read_file_secret(dfd, name, MAX_CACHE_FILE, uid, &b);
-	if (rc < 0)
-		return rc;
-	own = read_own_layout(b.data, b.len, &at, &res, &src, &tid, &oid, &exp_on, &ref_on);
+	own = read_own_layout(b->data, b->len, &at, &res, &src, &tid, &oid, &named, &exp_on, &ref_on);
 	if (!own) {
-		obj = entra_json_parse_object(b.data ? b.data : "", b.len);
-		entra_buf_free(&b);
+		obj = entra_json_parse_object(b->data ? b->data : "", b->len);
+		entra_buf_free(b);
 		if (obj == NULL)
 			return -EPROTO;
 		at = entra_json_get_string(obj, "access_token");
 		res = entra_json_get_string(obj, "resource");
 		src = entra_json_get_string(obj, "source");
+		named = entra_json_get_string(obj, "key");
 		if (entra_json_get_int64(obj, "expires_on", &exp_on) < 0 ||
 		    entra_json_get_int64(obj, "refresh_on", &ref_on) < 0)
 			exp_on = ref_on = 0;
 	}
 	rc = -EPROTO;
-	if (at != NULL && strlen(at) <= MAX_TOKEN && is_b64token(at) && res != NULL && !has_bad_char(res) &&
+	if ((named != NULL ? strcmp(named, key) == 0 : !key_required) && at != NULL &&
+	    strlen(at) <= MAX_TOKEN && is_b64token(at) && res != NULL && !has_bad_char(res) &&
 	    src != NULL && strcmp(src, entra_msi_source_name(c->source)) == 0 && exp_on > 0 && ref_on > 0 &&
 	    ref_on <= exp_on) {
 		tok->access_token = strdup(at);
@@ -1178,8 +1202,38 @@ static int cache_read(struct msi_ctx *c, int dfd, const char *name, uid_t uid, s
 	}
 	json_object_put(obj);
 	if (own)
-		entra_buf_free(&b);
+		entra_buf_free(b);
 	return rc;
+}
+
+/* Load dfd/<key>.json into tok: ours, and no access for anyone else:
+ * never trust (nor keep using) a file others could read. 0, or -errno if
+ * absent, unsafe or corrupt. */
+static int cache_read(struct msi_ctx *c, int dfd, const char *key, uid_t uid, struct entra_msi_token *tok)
+{
+	struct entra_buf b;
+	char name[80];
+	int rc;
+
+	snprintf(name, sizeof(name), "%s.json", key);
+	rc = entra_read_file_secret(dfd, name, MAX_CACHE_FILE, uid, &b);
+	return rc < 0 ? rc : cache_parse(c, &b, key, false, tok);
+}
+
+/* The warm path: cache_dir/msi/<key>.json in one open, its directories
+ * unchecked (cache_open checks them whenever anything is written), so
+ * only an entry that names this key and is ours alone will do. */
+static int cache_read_direct(struct msi_ctx *c, const char *key, uid_t uid, struct entra_msi_token *tok)
+{
+	struct entra_buf b;
+	char path[PATH_MAX];
+	int n, rc;
+
+	n = snprintf(path, sizeof(path), "%s/msi/%s.json", c->req->cache_dir, key);
+	if (n < 0 || (size_t)n >= sizeof(path))
+		return -ENAMETOOLONG;
+	rc = entra_read_secret_nolinks(path, MAX_CACHE_FILE, uid, &b);
+	return rc < 0 ? rc : cache_parse(c, &b, key, true, tok);
 }
 
 static int json_put_string(struct entra_buf *b, const char *key, const char *val)
@@ -1196,9 +1250,10 @@ static int json_put_string(struct entra_buf *b, const char *key, const char *val
 	return rc ? rc : entra_buf_append(b, "\",", 2);
 }
 
-static int cache_write(struct msi_ctx *c, int dfd, const char *name, const struct entra_msi_token *tok)
+static int cache_write(struct msi_ctx *c, int dfd, const char *key, const struct entra_msi_token *tok)
 {
 	struct entra_buf b;
+	char name[80];
 	int rc;
 
 	entra_buf_init(&b, MAX_CACHE_FILE);
@@ -1216,8 +1271,11 @@ static int cache_write(struct msi_ctx *c, int dfd, const char *name, const struc
 	if (rc == 0)
 		rc = json_put_string(&b, "object_id", tok->object_id ? tok->object_id : "");
 	if (rc == 0)
+		rc = json_put_string(&b, "key", key);
+	if (rc == 0)
 		rc = entra_buf_printf(&b, "\"expires_on\":%lld,\"refresh_on\":%lld}\n",
 				      (long long)tok->expires_on, (long long)tok->refresh_on);
+	snprintf(name, sizeof(name), "%s.json", key);
 	if (rc == 0)
 		rc = entra_write_file_atomic(dfd, name, b.data, b.len, 0600, geteuid(), getegid());
 	entra_buf_free(&b);
@@ -1281,14 +1339,20 @@ static void token_move(struct entra_msi_token *dst, struct entra_msi_token *src)
 static int get_cached(struct msi_ctx *c)
 {
 	struct entra_msi_token cached;
-	char key[65], file[80], lockname[80];
+	char key[65], lockname[80];
 	uid_t uid = geteuid();
 	int dfd, lfd, rc;
 
 	rc = cache_key(c, key);
 	if (rc < 0)
 		return fail(c, rc, "cannot compute the cache key");
-	snprintf(file, sizeof(file), "%s.json", key);
+	memset(&cached, 0, sizeof(cached));
+	/* Warm path: no lock, no directory, one read. */
+	if (cache_read_direct(c, key, uid, &cached) == 0 && fresh(&cached, wall_s(c->req))) {
+		token_move(c->out, &cached);
+		return 0;
+	}
+	entra_msi_token_clear(&cached);
 	snprintf(lockname, sizeof(lockname), "%s.lock", key);
 	dfd = cache_open(c, uid);
 	if (dfd < 0) {
@@ -1296,9 +1360,8 @@ static int get_cached(struct msi_ctx *c)
 			  c->req->cache_dir, strerror(-dfd));
 		return fetch(c);
 	}
-	memset(&cached, 0, sizeof(cached));
-	/* Warm path: no lock, one read. */
-	if (cache_read(c, dfd, file, uid, &cached) == 0 && fresh(&cached, wall_s(c->req))) {
+	/* An entry of an older layout, in directories now checked. */
+	if (cache_read(c, dfd, key, uid, &cached) == 0 && fresh(&cached, wall_s(c->req))) {
 		token_move(c->out, &cached);
 		close(dfd);
 		return 0;
@@ -1308,7 +1371,7 @@ static int get_cached(struct msi_ctx *c)
 	lfd = cache_lock(c, dfd, lockname);
 	if (lfd < 0) {
 		/* Someone else is (still) fetching; whatever they left may do. */
-		if (cache_read(c, dfd, file, uid, &cached) == 0 && usable(&cached, wall_s(c->req))) {
+		if (cache_read(c, dfd, key, uid, &cached) == 0 && usable(&cached, wall_s(c->req))) {
 			token_move(c->out, &cached);
 			close(dfd);
 			return 0;
@@ -1319,14 +1382,14 @@ static int get_cached(struct msi_ctx *c)
 			    "cannot lock the token cache: %s", strerror(-lfd));
 	}
 	/* The lock holder before us may have just refreshed it. */
-	if (cache_read(c, dfd, file, uid, &cached) == 0 && fresh(&cached, wall_s(c->req))) {
+	if (cache_read(c, dfd, key, uid, &cached) == 0 && fresh(&cached, wall_s(c->req))) {
 		token_move(c->out, &cached);
 		rc = 0;
 		goto out;
 	}
 	rc = fetch(c);
 	if (rc == 0) {
-		cache_write(c, dfd, file, c->out);
+		cache_write(c, dfd, key, c->out);
 	} else if (usable(&cached, wall_s(c->req))) {
 		entra_log(c->log, LOG_WARNING,
 			  "managed identity: refresh failed, using the cached token valid for %lld s more",

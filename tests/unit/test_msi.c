@@ -850,6 +850,28 @@ static void write_file(const char *file, const char *text)
 	close(fd);
 }
 
+/* The key an entry is filed under: its name without ".json". */
+static const char *key_of(const char *file, char key[65])
+{
+	const char *base = strrchr(file, '/') + 1;
+
+	assert_int_equal(strlen(base), 64 + strlen(".json"));
+	memcpy(key, base, 64);
+	key[64] = '\0';
+	return key;
+}
+
+static void read_text(const char *file, char *out, size_t len)
+{
+	FILE *fp = fopen(file, "r");
+	size_t n;
+
+	assert_non_null(fp);
+	n = fread(out, 1, len - 1, fp);
+	out[n] = '\0';
+	fclose(fp);
+}
+
 /* Without a handle from the caller, one is made only for a request: a warm
  * cache makes none. */
 static void test_cache_lazy_http(void **state)
@@ -890,7 +912,7 @@ static void test_cache_description(void **state)
 {
 	struct entra_msi_request r;
 	struct entra_msi_token t;
-	char dir[PATH_MAX], file[PATH_MAX];
+	char dir[PATH_MAX], file[PATH_MAX], key[65], text[1024];
 
 	(void)state;
 	cache_req(&r, dir, sizeof(dir));
@@ -930,9 +952,11 @@ static void test_cache_description(void **state)
 	entra_msi_token_clear(&t);
 
 	/* the cached description is taken only when it is a plain id */
-	write_file(file, "{\"access_token\":\"" TOKEN "\",\"token_type\":\"Bearer\",\"resource\":\"r\","
-			 "\"source\":\"imds\",\"tenant_id\":\"a b\",\"object_id\":\"\","
-			 "\"expires_on\":1800000000,\"refresh_on\":1700000100}\n");
+	fmt(text, sizeof(text),
+	    "{\"access_token\":\"" TOKEN "\",\"token_type\":\"Bearer\",\"resource\":\"r\","
+	    "\"source\":\"imds\",\"tenant_id\":\"a b\",\"object_id\":\"\",\"key\":\"%s\","
+	    "\"expires_on\":1800000000,\"refresh_on\":1700000100}\n", key_of(file, key));
+	write_file(file, text);
 	assert_int_equal(get(&r, &t), 0);
 	assert_true(t.from_cache);
 	assert_null(t.tenant_id);
@@ -947,6 +971,83 @@ static void test_cache_description(void **state)
 	assert_null(t.object_id);
 	entra_msi_token_clear(&t);
 	assert_int_equal(F->nreq, 2);
+}
+
+/* An entry names its key: one copied or moved under another identity's
+ * name is refused. The warm read looks at the entry alone (root's, 0600,
+ * naming its key), not at the directories: an entry of the older layout,
+ * which names nothing, is served only from directories that pass the
+ * checks, and anything written goes through them. */
+static void test_cache_entry_names_its_key(void **state)
+{
+	struct entra_msi_request r;
+	struct entra_msi_token t;
+	char dir[PATH_MAX], file[PATH_MAX], other[PATH_MAX], msi[PATH_MAX], key[65];
+	char text[4096];
+
+	(void)state;
+	cache_req(&r, dir, sizeof(dir));
+	script_ok(3600);
+	script_ok(3600);
+	assert_int_equal(get(&r, &t), 0);
+	entra_msi_token_clear(&t);
+	cache_file(file, sizeof(file));
+	read_text(file, text, sizeof(text));
+	assert_non_null(strstr(text, key_of(file, key)));
+	r.client_id = GUID1;
+	assert_int_equal(get(&r, &t), 0); /* the user-assigned identity's entry */
+	entra_msi_token_clear(&t);
+	assert_int_equal(F->nreq, 2);
+	/* its file replaced by the system identity's entry: not served */
+	fmt(other, sizeof(other), "%s", file);
+	fmt(msi, sizeof(msi), "%s/msi", dir);
+	{
+		FILE *p;
+		char cmd[PATH_MAX + 64], line[PATH_MAX];
+
+		fmt(cmd, sizeof(cmd), "ls %s/*.json", msi);
+		p = popen(cmd, "r");
+		assert_non_null(p);
+		while (fgets(line, sizeof(line), p) != NULL) {
+			line[strcspn(line, "\n")] = '\0';
+			if (strcmp(line, file) != 0)
+				fmt(other, sizeof(other), "%s", line);
+		}
+		pclose(p);
+	}
+	assert_string_not_equal(other, file);
+	write_file(other, text);
+	script_ok(3600);
+	assert_int_equal(get(&r, &t), 0);
+	assert_false(t.from_cache);
+	entra_msi_token_clear(&t);
+	assert_int_equal(F->nreq, 3);
+
+	/* A world-writable msi directory: the system identity's entry, which
+	 * names its key, is still read... */
+	r.client_id = NULL;
+	assert_int_equal(chmod(msi, 0777), 0);
+	assert_int_equal(get(&r, &t), 0);
+	assert_true(t.from_cache);
+	entra_msi_token_clear(&t);
+	assert_int_equal(F->nreq, 3);
+	/* ...one of the older layout is not, and nothing is written there */
+	write_file(file, "{\"access_token\":\"" TOKEN "\",\"token_type\":\"Bearer\",\"resource\":\"r\","
+			 "\"source\":\"imds\",\"expires_on\":1800000000,\"refresh_on\":1700000100}\n");
+	script_ok(3600);
+	assert_int_equal(get(&r, &t), 0);
+	assert_false(t.from_cache);
+	entra_msi_token_clear(&t);
+	assert_int_equal(F->nreq, 4);
+	assert_non_null(strstr(F->logs, "unusable"));
+	read_text(file, text, sizeof(text));
+	assert_null(strstr(text, "\"key\""));
+	/* in checked directories it is served (an upgrade keeps its cache) */
+	assert_int_equal(chmod(msi, 0700), 0);
+	assert_int_equal(get(&r, &t), 0);
+	assert_true(t.from_cache);
+	entra_msi_token_clear(&t);
+	assert_int_equal(F->nreq, 4);
 }
 
 static void test_cache_near_expiry(void **state)
@@ -1186,6 +1287,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_cache_hit_and_modes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cache_lazy_http, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cache_description, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cache_entry_names_its_key, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cache_near_expiry, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cache_half_life, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cache_corrupt, setup, teardown),
