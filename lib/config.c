@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #define UID_LAST 4294967294UL  /* (uid_t)-1 means "no uid" and is never valid */
@@ -506,6 +507,31 @@ int entra_config_open(const char *path, struct stat *st)
 		return rc;
 	}
 	return fd;
+}
+
+int entra_config_identity(const char *path, struct stat *st)
+{
+	struct statx sx;
+
+	if (path == NULL || path[0] == '\0')
+		return -EINVAL;
+	if (statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW | AT_STATX_FORCE_SYNC,
+		  STATX_TYPE | STATX_MODE | STATX_UID | STATX_GID | STATX_INO | STATX_SIZE |
+			  STATX_MTIME | STATX_CTIME,
+		  &sx) != 0)
+		return -errno;
+	memset(st, 0, sizeof(*st));
+	st->st_dev = makedev(sx.stx_dev_major, sx.stx_dev_minor);
+	st->st_ino = sx.stx_ino;
+	st->st_size = (off_t)sx.stx_size;
+	st->st_mode = sx.stx_mode;
+	st->st_uid = sx.stx_uid;
+	st->st_gid = sx.stx_gid;
+	st->st_mtim.tv_sec = sx.stx_mtime.tv_sec;
+	st->st_mtim.tv_nsec = sx.stx_mtime.tv_nsec;
+	st->st_ctim.tv_sec = sx.stx_ctime.tv_sec;
+	st->st_ctim.tv_nsec = sx.stx_ctime.tv_nsec;
+	return 0;
 }
 
 /* The checks and the read of entra_config_read_file on an open file. */

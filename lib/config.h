@@ -140,6 +140,12 @@ int entra_config_load(struct entra_config *cfg, const char *path, bool check_own
  * (O_NOFOLLOW, never blocking) and fstat it into *st; the descriptor or
  * -errno. Then load from that descriptor (path names it in messages). */
 int entra_config_open(const char *path, struct stat *st);
+/* The identity entra_config_open would give (of path itself, a symlink
+ * not followed) in one statx, without opening; AT_STATX_FORCE_SYNC makes
+ * NFS ask the server, as an open would. Only the fields a caller compares
+ * to recognise an unchanged file are set: dev, ino, size, mode, uid, gid,
+ * mtime, ctime. 0 or -errno. */
+int entra_config_identity(const char *path, struct stat *st);
 int entra_config_load_fd(struct entra_config *cfg, int fd, const struct stat *st, const char *path,
 			 bool check_owner, char *err, size_t errlen);
 

@@ -276,16 +276,15 @@ static int load_state(pam_handle_t *pamh, int argc, const char **argv, struct mo
 	for (int i = 0; i < argc; i++)
 		if (strncmp(argv[i], "conf=", 5) == 0)
 			path = argv[i] + 5;
-	/* The identity comes from the open file that is then read (an open
-	 * also revalidates cached attributes on NFS, where lstat may not). */
-	fd = entra_config_open(path, &id);
-	if (fd >= 0 && S_ISREG(id.st_mode)) {
+	/* An unchanged file is recognised without opening it (statx asks an
+	 * NFS server as an open would); anything else is opened, and the
+	 * identity kept with the parse is that of the open file. */
+	if (entra_config_identity(path, &id) == 0 && S_ISREG(id.st_mode)) {
 		st->ref = cached_config(path, argc, argv, &id);
-		if (st->ref != NULL) {
-			close(fd);
+		if (st->ref != NULL)
 			goto done;
-		}
 	}
+	fd = entra_config_open(path, &id);
 	cfg = entra_config_new();
 	if (cfg == NULL) {
 		if (fd >= 0)
