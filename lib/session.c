@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,6 +100,26 @@ static int open_uid_dir(const struct entra_config *cfg, uid_t uid, int *run_fd_o
 	return uid_fd;
 }
 
+/* The per-uid directory in one system call once it exists: reached with
+ * no symlink on the way and checked as above (root's, 0711), which is
+ * what keeps others out of the session directories below it. Any error
+ * sends the caller to open_uid_dir, which creates, checks run_dir and
+ * says precisely what is wrong. */
+static int open_uid_dir_fast(const struct entra_config *cfg, uid_t uid)
+{
+	char path[PATH_MAX];
+	int n = snprintf(path, sizeof(path), "%s/%lu", cfg->run_dir, (unsigned long)uid);
+
+	if (n < 0 || (size_t)n >= sizeof(path))
+		return -ENAMETOOLONG;
+	return entra_dir_open_nolinks(path, 0711, 0);
+}
+
+bool entra_session_keeps_private(const struct entra_session_request *req)
+{
+	return req->refresh_token != NULL || req->login_time != 0;
+}
+
 static int write_workspace_config(const struct entra_config *cfg, int dir_fd,
 				  const struct entra_session_request *req)
 {
@@ -127,7 +148,7 @@ static int write_private_store(int run_fd, const char *session_id,
 	const char *text;
 	int priv_fd, rc;
 
-	if (req->refresh_token == NULL && req->login_time == 0)
+	if (!entra_session_keeps_private(req))
 		return 0;
 	priv_fd = entra_dir_open_or_create_at(run_fd, PRIVATE_DIR, 0700, 0, 0);
 	if (priv_fd < 0)
@@ -247,7 +268,10 @@ int entra_session_open(const struct entra_config *cfg, const char *session_id,
 			  entra_name_is_valid(req->user) ? req->user : "(invalid name)", bad);
 		return -EINVAL;
 	}
-	uid_fd = open_uid_dir(cfg, req->uid, &run_fd);
+	/* run_dir itself only for the private store. */
+	uid_fd = entra_session_keeps_private(req) ? -1 : open_uid_dir_fast(cfg, req->uid);
+	if (uid_fd < 0)
+		uid_fd = open_uid_dir(cfg, req->uid, &run_fd);
 	if (uid_fd < 0) {
 		entra_log(log, LOG_ERR, "cannot open session directory %s/%lu: %s",
 			  cfg->run_dir, (unsigned long)req->uid, strerror(-uid_fd));
@@ -276,89 +300,102 @@ int entra_session_open(const struct entra_config *cfg, const char *session_id,
 		rc = fill_env(cfg, session_id, req, env);
 	if (rc < 0) {
 		entra_log(log, LOG_ERR, "cannot write session files for %s: %s", req->user, strerror(-rc));
-		entra_session_close(cfg, session_id, req->uid, log);
+		entra_session_close(cfg, session_id, req->uid, entra_session_keeps_private(req), log);
 		goto out;
 	}
-	entra_log(log, LOG_INFO, "session %s opened for %s (uid %lu, %s identity)",
-		  session_id, req->user, (unsigned long)req->uid, req->identity_kind);
 out:
 	if (sess_fd >= 0)
 		close(sess_fd);
 	close(uid_fd);
-	close(run_fd);
+	if (run_fd >= 0)
+		close(run_fd);
 	return rc;
 }
 
-/* Remove uid_fd/session_id: the files entra_session_open wrote, then the
- * directory; only when that says it is not empty (the user or the token
- * service put something there) the whole tree is walked, without
- * following links or leaving anything behind. unlinkat never follows a
- * link (a symlink named "token" is removed itself) and refuses a
+/* Remove uid_fd/session_id: the files entra_session_open wrote, named
+ * through the session directory (which only root can replace: uid_fd is
+ * root's 0711), then the directory; only when that says it is not empty
+ * (the user or the token service put something there) or is not a
+ * directory, the whole tree is walked, without following links or
+ * leaving anything behind. unlinkat never follows a link in its last
+ * component (a symlink named "token" is removed itself) and refuses a
  * directory. -ENOENT when there is no such session. */
 static int remove_session_dir(const struct entra_config *cfg, int uid_fd, const char *session_id)
 {
-	int fd;
+	char path[ENTRA_SESSION_ID_LEN + sizeof("/" WORKSPACE_FILE)];
 
-	fd = openat(uid_fd, session_id, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0) {
-		if (errno == ENOENT)
-			return -ENOENT;
-		return entra_remove_tree_at(uid_fd, session_id); /* not a directory */
+	snprintf(path, sizeof(path), "%s/%s", session_id, TOKEN_FILE);
+	unlinkat(uid_fd, path, 0);
+	if (cfg->workspace_name != NULL) {
+		snprintf(path, sizeof(path), "%s/%s", session_id, WORKSPACE_FILE);
+		unlinkat(uid_fd, path, 0);
 	}
-	unlinkat(fd, TOKEN_FILE, 0);
-	if (cfg->workspace_name != NULL)
-		unlinkat(fd, WORKSPACE_FILE, 0);
-	close(fd);
-	if (unlinkat(uid_fd, session_id, AT_REMOVEDIR) == 0 || errno == ENOENT)
+	if (unlinkat(uid_fd, session_id, AT_REMOVEDIR) == 0)
 		return 0;
-	if (errno != ENOTEMPTY && errno != EEXIST)
+	if (errno == ENOENT)
+		return -ENOENT;
+	if (errno != ENOTEMPTY && errno != EEXIST && errno != ENOTDIR)
 		return -errno;
 	return entra_remove_tree_at(uid_fd, session_id);
 }
 
 int entra_session_close(const struct entra_config *cfg, const char *session_id, uid_t uid,
-			const struct entra_log *log)
+			bool private, const struct entra_log *log)
 {
 	char uid_name[32];
-	int run_fd, fd, rc = 0, rc2;
+	int run_fd = -1, fd, rc, rc2;
 
 	if (!entra_session_id_is_valid(session_id))
 		return -EINVAL;
-	run_fd = entra_dir_open_trusted(cfg->run_dir, 0);
-	if (run_fd == -ENOENT)
-		return 0;
-	if (run_fd < 0)
-		return run_fd;
-	snprintf(uid_name, sizeof(uid_name), "%lu", (unsigned long)uid);
 	/* The private entry is removed only together with a session directory
 	 * of this uid: an id from another user's session removes nothing. */
-	fd = openat(run_fd, uid_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	fd = open_uid_dir_fast(cfg, uid);
+	if (fd < 0 && fd != -ENOENT) {
+		run_fd = entra_dir_open_trusted(cfg->run_dir, 0);
+		if (run_fd == -ENOENT)
+			return 0;
+		if (run_fd < 0)
+			return run_fd;
+		snprintf(uid_name, sizeof(uid_name), "%lu", (unsigned long)uid);
+		fd = openat(run_fd, uid_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			fd = -errno;
+	}
 	if (fd < 0) {
-		rc = errno == ENOENT ? 0 : -errno;
-		close(run_fd);
-		return rc;
+		if (run_fd >= 0)
+			close(run_fd);
+		return fd == -ENOENT ? 0 : fd;
 	}
 	rc = remove_session_dir(cfg, fd, session_id);
 	close(fd);
 	if (rc == -ENOENT) {
-		close(run_fd);
+		if (run_fd >= 0)
+			close(run_fd);
 		return 0;
 	}
-	fd = openat(run_fd, PRIVATE_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd >= 0) {
-		/* A file, as write_private_store leaves it; anything else
-		 * there is removed as a tree, links never followed. */
-		if (unlinkat(fd, session_id, 0) == 0 || errno == ENOENT)
-			rc2 = 0;
-		else
-			rc2 = entra_remove_tree_at(fd, session_id);
-		if (rc == 0)
-			rc = rc2;
-		close(fd);
-	} else if (errno != ENOENT && rc == 0) {
-		rc = -errno;
+	if (private && run_fd < 0)
+		run_fd = entra_dir_open_trusted(cfg->run_dir, 0);
+	if (private && run_fd >= 0) {
+		fd = openat(run_fd, PRIVATE_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd >= 0) {
+			/* A file, as write_private_store leaves it; anything
+			 * else there is removed as a tree, links never
+			 * followed. */
+			if (unlinkat(fd, session_id, 0) == 0 || errno == ENOENT)
+				rc2 = 0;
+			else
+				rc2 = entra_remove_tree_at(fd, session_id);
+			if (rc == 0)
+				rc = rc2;
+			close(fd);
+		} else if (errno != ENOENT && rc == 0) {
+			rc = -errno;
+		}
+	} else if (private && run_fd != -ENOENT && rc == 0) {
+		rc = run_fd;
 	}
-	close(run_fd);
+	if (run_fd >= 0)
+		close(run_fd);
 	if (rc < 0)
 		entra_log(log, LOG_ERR, "cannot remove session %s of uid %lu: %s",
 			  session_id, (unsigned long)uid, strerror(-rc));

@@ -51,10 +51,14 @@ int entra_session_open(const struct entra_config *cfg, const char *session_id,
 		       const struct entra_session_request *req,
 		       struct entra_session_env *env, const struct entra_log *log);
 
-/* Remove run_dir/<uid>/<id>/ and the private store entry. 0 when both
- * are gone (also when they were never there). */
+/* Whether entra_session_open keeps a private store entry for req. */
+bool entra_session_keeps_private(const struct entra_session_request *req);
+
+/* Remove run_dir/<uid>/<id>/ and, unless the caller knows there is none
+ * (private false: see entra_session_keeps_private), the private store
+ * entry. 0 when both are gone (also when they were never there). */
 int entra_session_close(const struct entra_config *cfg, const char *session_id, uid_t uid,
-			const struct entra_log *log);
+			bool private, const struct entra_log *log);
 
 bool entra_session_id_is_valid(const char *id);
 

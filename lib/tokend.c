@@ -167,9 +167,8 @@ int entra_tokend_register_session(const struct entra_config *cfg, const char *se
 	 * of a secret drawn, a socket made and a connect refused. Whatever
 	 * else it answers, the connect below decides. */
 	if (access(cfg->tokend_socket, F_OK) != 0 && errno == ENOENT) {
-		entra_log(log, LOG_NOTICE,
-			  "session %s: token service not reachable at %s (%s): no IDENTITY_ENDPOINT in this session",
-			  session_id, cfg->tokend_socket, strerror(ENOENT));
+		entra_log(log, LOG_DEBUG, "session %s: no token service at %s: no IDENTITY_ENDPOINT in this session",
+			  session_id, cfg->tokend_socket);
 		return -ENOENT;
 	}
 	rc = entra_tokend_new_secret(secret);
@@ -209,7 +208,7 @@ int entra_tokend_register_session(const struct entra_config *cfg, const char *se
 		entra_tokend_unregister_session(cfg, session_id, log);
 		goto out;
 	}
-	entra_log(log, LOG_INFO, "session %s registered with the token service at %s",
+	entra_log(log, LOG_DEBUG, "session %s registered with the token service at %s",
 		  session_id, endpoint);
 out:
 	json_object_put(answer);

@@ -51,8 +51,10 @@ int entra_tokend_call(const char *socket_path, const char *request,
 /* For the PAM module, after entra_session_open: register the session with
  * a fresh secret; on success env holds IDENTITY_ENDPOINT and
  * IDENTITY_HEADER (free with entra_session_env_free). On any failure env
- * is empty, the reason is logged at notice, and the session goes on
- * without the token service. 0 or -errno. */
+ * is empty and the session goes on without the token service; the reason
+ * is logged at notice, except -ENOENT (no socket: no token service on
+ * this node, at debug), which the caller's own session line reports.
+ * 0 or -errno. */
 int entra_tokend_register_session(const struct entra_config *cfg, const char *session_id,
 				  const struct entra_session_request *req,
 				  struct entra_session_env *env, const struct entra_log *log);

@@ -159,6 +159,7 @@ struct session_data {
 	/* false when registration found no token service (nothing was
 	 * sent): close_session has nothing to tell it. */
 	bool tokend_may_know;
+	bool private; /* a private store entry was kept */
 };
 
 static void emit_syslog(void *host, int priority, const char *line)
@@ -684,20 +685,35 @@ static int put_env(pam_handle_t *pamh, const struct entra_session_env *env)
 	return PAM_SUCCESS;
 }
 
+/* What the token service said, for the session's log line. */
+static const char *tokend_outcome(int reg)
+{
+	switch (reg) {
+	case 0:
+		return "registered";
+	case -ENOENT:
+		return "not running";
+	default:
+		return "not registered, see above";
+	}
+}
+
 /* Create the session's directory and files for req, export its
- * environment, and remember its id for close_session. */
+ * environment, and remember its id for close_session. origin says where
+ * the token came from, for the one log line of the session's opening. */
 static int start_session(pam_handle_t *pamh, const struct module_state *st,
-			 const struct entra_session_request *req)
+			 const struct entra_session_request *req, const char *origin)
 {
 	struct entra_session_env env = { NULL, 0 };
 	struct session_data *sd = calloc(1, sizeof(*sd));
-	int rc;
+	int rc, reg;
 
 	if (sd == NULL || entra_session_new_id(sd->id) < 0) {
 		free(sd);
 		return PAM_BUF_ERR;
 	}
 	sd->uid = req->uid;
+	sd->private = entra_session_keeps_private(req);
 	if (entra_session_open(st->cfg, sd->id, req, &env, &st->log) < 0) {
 		free(sd);
 		return PAM_SESSION_ERR;
@@ -706,23 +722,26 @@ static int start_session(pam_handle_t *pamh, const struct module_state *st,
 	if (rc == PAM_SUCCESS)
 		rc = pam_set_data(pamh, DATA_SESSION, sd, cleanup_free);
 	if (rc != PAM_SUCCESS) {
-		entra_session_close(st->cfg, sd->id, req->uid, &st->log);
+		entra_session_close(st->cfg, sd->id, req->uid, sd->private, &st->log);
 		free(sd);
+		entra_session_env_free(&env);
+		return rc;
 	}
 	entra_session_env_free(&env);
 	/* The token service is optional: without it the session keeps its
-	 * token file (the reason is logged by entra_tokend_register_session). */
-	if (rc == PAM_SUCCESS) {
-		int reg = entra_tokend_register_session(st->cfg, sd->id, req, &env, &st->log);
-
-		sd->tokend_may_know = reg != -ENOENT && reg != -ECONNREFUSED;
-		if (reg == 0 && put_env(pamh, &env) != PAM_SUCCESS) {
-			entra_tokend_unregister_session(st->cfg, sd->id, &st->log);
-			sd->tokend_may_know = false;
-		}
+	 * token file (a reason other than its absence is logged by
+	 * entra_tokend_register_session). */
+	reg = entra_tokend_register_session(st->cfg, sd->id, req, &env, &st->log);
+	sd->tokend_may_know = reg != -ENOENT && reg != -ECONNREFUSED;
+	if (reg == 0 && put_env(pamh, &env) != PAM_SUCCESS) {
+		entra_tokend_unregister_session(st->cfg, sd->id, &st->log);
+		sd->tokend_may_know = false;
+		reg = -ENOMEM;
 	}
 	entra_session_env_free(&env);
-	return rc;
+	entra_log(&st->log, LOG_INFO, "session %s opened for %s (uid %lu): %s; token service: %s",
+		  sd->id, req->user, (unsigned long)req->uid, origin, tokend_outcome(reg));
+	return PAM_SUCCESS;
 }
 
 /* The user-assigned identity of a service account: its own entry in
@@ -752,7 +771,7 @@ static int open_service_session(pam_handle_t *pamh, const struct module_state *s
 	};
 	struct entra_msi_token tok;
 	struct entra_session_request req;
-	char **pam_env = NULL;
+	char **pam_env = NULL, origin[80];
 	const char *resource = st->cfg->service_resource ? st->cfg->service_resource : st->cfg->resource;
 	bool required = st->cfg->service_token_required;
 	int rc = required ? PAM_SESSION_ERR : PAM_IGNORE;
@@ -799,11 +818,9 @@ static int open_service_session(pam_handle_t *pamh, const struct module_state *s
 		.expires_on = (time_t)tok.expires_on,
 		.resource = resource,
 	};
-	rc = start_session(pamh, st, &req);
-	if (rc != PAM_SUCCESS)
-		goto out;
-	entra_log(&st->log, LOG_NOTICE, "service session for %s: managed-identity token from %s%s",
-		  user, entra_msi_source_name(tok.source), tok.from_cache ? " (cached)" : "");
+	snprintf(origin, sizeof(origin), "managed-identity token from %s%s",
+		 entra_msi_source_name(tok.source), tok.from_cache ? " (cached)" : "");
+	rc = start_session(pamh, st, &req, origin);
 out:
 	if (pam_env != NULL) {
 		for (size_t i = 0; pam_env[i] != NULL; i++)
@@ -899,7 +916,7 @@ EXPORT int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, const ch
 		rc = PAM_SESSION_ERR;
 		goto out;
 	}
-	rc = start_session(pamh, &st, &pending.req);
+	rc = start_session(pamh, &st, &pending.req, "token of the Entra login");
 out:
 	entra_pending_login_free(&pending);
 	free_state(&st);
@@ -912,7 +929,7 @@ EXPORT int pam_sm_close_session(pam_handle_t *pamh, int flags, int argc, const c
 	const struct session_data *sd = NULL;
 	struct local_account acct = { .exists = false };
 	const char *user = NULL, *id;
-	bool tokend_may_know = true;
+	bool tokend_may_know = true, private = true;
 	uid_t uid;
 	int rc;
 
@@ -924,6 +941,7 @@ EXPORT int pam_sm_close_session(pam_handle_t *pamh, int flags, int argc, const c
 		id = sd->id;
 		uid = sd->uid;
 		tokend_may_know = sd->tokend_may_know;
+		private = sd->private;
 	} else {
 		/* A different handle closes the session (e.g. a re-exec): the
 		 * id travels in the PAM environment. */
@@ -938,7 +956,7 @@ EXPORT int pam_sm_close_session(pam_handle_t *pamh, int flags, int argc, const c
 	}
 	if (tokend_may_know)
 		entra_tokend_unregister_session(st.cfg, id, &st.log);
-	rc = entra_session_close(st.cfg, id, uid, &st.log) == 0 ? PAM_SUCCESS : PAM_SESSION_ERR;
+	rc = entra_session_close(st.cfg, id, uid, private, &st.log) == 0 ? PAM_SUCCESS : PAM_SESSION_ERR;
 out:
 	free_state(&st);
 	return rc;

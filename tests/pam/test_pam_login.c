@@ -644,7 +644,10 @@ static void test_name_bound_to_object_id(void **state)
 }
 
 /* Service accounts: "nobody" (a real local account) is a service account
- * in entra-svc; its sessions get the fake IMDS's managed-identity token. */
+ * in entra-svc; its sessions get the fake IMDS's managed-identity token.
+ * The log of the last open is kept in service_log. */
+static char service_log[16384];
+
 static void open_service_session(const char *service, int expected, char ***env_out,
 				 pam_handle_t **ph_out)
 {
@@ -660,6 +663,7 @@ static void open_service_session(const char *service, int expected, char ***env_
 	log_capture_begin();
 	err = _pamtest_conv(service, "nobody", person_conv, &p, cases, 3, NULL);
 	log = log_capture_end();
+	snprintf(service_log, sizeof(service_log), "%s", log);
 	if (err != PAMTEST_ERR_OK)
 		fprintf(stderr, "# open_session %d (expected %d); log:\n%s\n", cases[0].op_rv, expected, log);
 	assert_int_equal(err, PAMTEST_ERR_OK);
@@ -672,7 +676,7 @@ static void test_service_session_gets_managed_identity(void **state)
 {
 	char **env;
 	pam_handle_t *ph;
-	const char *file;
+	const char *file, *log_line;
 
 	(void)state;
 	reset_fake();
@@ -683,6 +687,10 @@ static void test_service_session_gets_managed_identity(void **state)
 	assert_mode_owner(file, 0600, 65534);
 	assert_null(env_get(env, "ENTRA_UPN"));
 	assert_int_equal(fake_count("imds"), 1);
+	/* One line tells the admin what happened (no token service here). */
+	log_line = strstr(service_log, "opened for nobody (uid 65534): managed-identity token from imds; token service: not running");
+	assert_non_null(log_line);
+	assert_null(strstr(log_line + 1, "opened for"));
 	assert_int_equal(pam_close_session(ph, 0), PAM_SUCCESS);
 	assert_int_equal(access(file, F_OK), -1);
 	pamtest_free_env(env);
@@ -691,6 +699,7 @@ static void test_service_session_gets_managed_identity(void **state)
 	/* A second session within the token's lifetime: from the cache. */
 	open_service_session("entra-svc", PAM_SUCCESS, &env, &ph);
 	assert_non_null(env_get(env, "ENTRA_TOKEN_FILE"));
+	assert_non_null(strstr(service_log, "managed-identity token from imds (cached); token service: not running"));
 	assert_int_equal(fake_count("imds"), 1);
 	pam_close_session(ph, 0);
 	pamtest_free_env(env);

@@ -113,7 +113,7 @@ static void test_record_of_a_login(void **state)
 	assert_int_equal(st.st_uid, 0);
 
 	/* Closed: nothing left to reuse. */
-	assert_int_equal(entra_session_close(cfg, id, base.uid, &quiet), 0);
+	assert_int_equal(entra_session_close(cfg, id, base.uid, true, &quiet), 0);
 	assert_int_equal(entra_session_read_record(cfg, id, &rec), -ENOENT);
 }
 
@@ -129,7 +129,7 @@ static void test_no_login_no_record(void **state)
 	open_session(&req, id); /* refresh token only: no login_time */
 	assert_int_equal(entra_session_read_record(cfg, id, &rec), -ENOENT);
 	assert_null(rec.access_token);
-	assert_int_equal(entra_session_close(cfg, id, base.uid, &quiet), 0);
+	assert_int_equal(entra_session_close(cfg, id, base.uid, true, &quiet), 0);
 
 	/* A login without a refresh token still keeps its entry. */
 	req.refresh_token = NULL;
@@ -138,7 +138,7 @@ static void test_no_login_no_record(void **state)
 	assert_int_equal(entra_session_read_record(cfg, id, &rec), 0);
 	assert_false(rec.admin);
 	entra_session_record_free(&rec);
-	assert_int_equal(entra_session_close(cfg, id, base.uid, &quiet), 0);
+	assert_int_equal(entra_session_close(cfg, id, base.uid, true, &quiet), 0);
 
 	assert_int_equal(entra_session_read_record(cfg, "../../etc/shadow", &rec), -EINVAL);
 	assert_int_equal(entra_session_read_record(cfg, NULL, &rec), -EINVAL);
@@ -171,7 +171,7 @@ static void test_untrusted_entry(void **state)
 	assert_null(rec.access_token);
 	assert_int_equal(unlink(path), 0);
 	assert_int_equal(unlink(target), 0);
-	assert_int_equal(entra_session_close(cfg, id, base.uid, &quiet), 0);
+	assert_int_equal(entra_session_close(cfg, id, base.uid, true, &quiet), 0);
 }
 
 /* The login time and decision travel from the account phase to the
@@ -250,10 +250,10 @@ static void test_open_close_files(void **state)
 	}
 
 	/* The plain case: the files it wrote, then the directory. */
-	assert_int_equal(entra_session_close(cfg, id, base.uid, &quiet), 0);
+	assert_int_equal(entra_session_close(cfg, id, base.uid, true, &quiet), 0);
 	assert_int_equal(lstat(path, &st), -1);
 	assert_int_equal(errno, ENOENT);
-	assert_int_equal(entra_session_close(cfg, id, base.uid, &quiet), 0);
+	assert_int_equal(entra_session_close(cfg, id, base.uid, true, &quiet), 0);
 
 	/* What the user planted goes too; a link's target stays. */
 	snprintf(outside, sizeof(outside), "%s/outside", dir);
@@ -272,7 +272,7 @@ static void test_open_close_files(void **state)
 	fp = fopen(path2, "w");
 	assert_non_null(fp);
 	fclose(fp);
-	assert_int_equal(entra_session_close(cfg, id, base.uid, &quiet), 0);
+	assert_int_equal(entra_session_close(cfg, id, base.uid, true, &quiet), 0);
 	session_path(id, NULL, path, sizeof(path));
 	assert_int_equal(lstat(path, &st), -1);
 	assert_int_equal(lstat(outside, &st), 0);
@@ -286,7 +286,7 @@ static void test_open_close_files(void **state)
 	fp = fopen(path2, "w");
 	assert_non_null(fp);
 	fclose(fp);
-	assert_int_equal(entra_session_close(cfg, id, base.uid, &quiet), 0);
+	assert_int_equal(entra_session_close(cfg, id, base.uid, true, &quiet), 0);
 	session_path(id, NULL, path, sizeof(path));
 	assert_int_equal(lstat(path, &st), -1);
 
@@ -294,15 +294,70 @@ static void test_open_close_files(void **state)
 	req = base;
 	req.login_time = 1700000000;
 	open_session(&req, id);
-	assert_int_equal(entra_session_close(cfg, id, base.uid + 1, &quiet), 0);
+	assert_int_equal(entra_session_close(cfg, id, base.uid + 1, true, &quiet), 0);
 	session_path(id, NULL, path, sizeof(path));
 	assert_int_equal(lstat(path, &st), 0);
 	private_path(id, path2, sizeof(path2));
 	assert_int_equal(lstat(path2, &st), 0);
-	assert_int_equal(entra_session_close(cfg, id, base.uid, &quiet), 0);
+	assert_int_equal(entra_session_close(cfg, id, base.uid, true, &quiet), 0);
 	assert_int_equal(lstat(path, &st), -1);
 	assert_int_equal(lstat(path2, &st), -1);
 	assert_int_equal(unlink(outside), 0);
+}
+
+/* A session without a private entry (a service account's) opens and
+ * closes through the per-uid directory alone; a run_dir reached through
+ * a symlink, and a per-uid directory others could enter, take the
+ * component-wise path, which allows the one and refuses the other. */
+static void test_paths_to_the_uid_dir(void **state)
+{
+	struct entra_session_request req = base;
+	struct entra_session_env env = { NULL, 0 };
+	char id[ENTRA_SESSION_ID_LEN + 1], path[256], link[128], err[256];
+	struct stat st;
+
+	(void)state;
+	if (geteuid() != 0)
+		skip();
+	req.refresh_token = NULL;
+	assert_false(entra_session_keeps_private(&req));
+	open_session(&req, id); /* creates run/<uid> the careful way */
+	assert_int_equal(entra_session_close(cfg, id, base.uid, false, &quiet), 0);
+	open_session(&req, id); /* now in one step */
+	session_path(id, "token", path, sizeof(path));
+	assert_int_equal(lstat(path, &st), 0);
+	assert_int_equal(st.st_uid, base.uid);
+	assert_int_equal(entra_session_close(cfg, id, base.uid, false, &quiet), 0);
+	session_path(id, NULL, path, sizeof(path));
+	assert_int_equal(lstat(path, &st), -1);
+
+	/* run_dir through a symlink (as /var/run is): still works. */
+	snprintf(link, sizeof(link), "%s/link", dir);
+	assert_int_equal(symlink(dir, link), 0);
+	snprintf(path, sizeof(path), "%s/run", link);
+	assert_int_equal(entra_config_set(cfg, "run_dir", path, err, sizeof(err)), 0);
+	open_session(&req, id);
+	session_path(id, "token", path, sizeof(path));
+	assert_int_equal(lstat(path, &st), 0);
+	assert_int_equal(entra_session_close(cfg, id, base.uid, false, &quiet), 0);
+	session_path(id, NULL, path, sizeof(path));
+	assert_int_equal(lstat(path, &st), -1);
+	snprintf(path, sizeof(path), "%s/run", dir);
+	assert_int_equal(entra_config_set(cfg, "run_dir", path, err, sizeof(err)), 0);
+	assert_int_equal(unlink(link), 0);
+
+	/* A per-uid directory with the wrong mode or owner: refused. */
+	snprintf(path, sizeof(path), "%s/run/%lu", dir, (unsigned long)base.uid);
+	assert_int_equal(chmod(path, 0733), 0);
+	assert_int_equal(entra_session_new_id(id), 0);
+	assert_int_equal(entra_session_open(cfg, id, &req, &env, &quiet), -EACCES);
+	assert_null(env.vars);
+	assert_int_equal(chmod(path, 0711), 0);
+	assert_int_equal(chown(path, 1, 0), 0);
+	assert_int_equal(entra_session_open(cfg, id, &req, &env, &quiet), -EPERM);
+	assert_int_equal(chown(path, 0, 0), 0);
+	open_session(&req, id);
+	assert_int_equal(entra_session_close(cfg, id, base.uid, false, &quiet), 0);
 }
 
 int main(void)
@@ -313,6 +368,7 @@ int main(void)
 		cmocka_unit_test(test_untrusted_entry),
 		cmocka_unit_test(test_pending_carries_login),
 		cmocka_unit_test(test_open_close_files),
+		cmocka_unit_test(test_paths_to_the_uid_dir),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
