@@ -22,6 +22,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <openssl/bio.h>
 #include <openssl/err.h>
@@ -93,6 +94,26 @@ struct io {
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
 static BIO_METHOD *sock_method;
+
+/* The TLS context, trust store loaded, is kept for the process and shared
+ * by later handles, as libcurl keeps its CA store: making one is most of a
+ * warm login's CPU in a process that logs in more than once (a PAM host
+ * that stays up, entra-tokend). Reused only for the same trust source,
+ * unchanged: the same path with the same identity (a hashed directory
+ * changes its mtime when a certificate is added or removed), settled for
+ * CTX_SETTLE_S (two writes within a tick look alike), and for at most
+ * CTX_MAX_AGE_MS (what a directory lookup loaded stays in the store). */
+#define CTX_SETTLE_S 2
+#define CTX_MAX_AGE_MS (3600 * 1000L)
+
+static pthread_mutex_t ctx_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+	SSL_CTX *ctx;
+	char *source;     /* the CA file, or the directory */
+	struct stat id;
+	int64_t made_ms;
+	unsigned long made; /* contexts made by this process */
+} shared;
 
 /* A socket BIO that sends with MSG_NOSIGNAL: a peer that closes must never
  * raise SIGPIPE in the host process (sshd, sudo, cron). OpenSSL's own
@@ -168,6 +189,25 @@ static void global_init(void)
 		return;
 	}
 	sock_method = m;
+}
+
+/* A fork while another thread holds ctx_lock must not leave the child a
+ * held lock. */
+static void ctx_lock_prepare(void)
+{
+	pthread_mutex_lock(&ctx_lock);
+}
+
+static void ctx_lock_release(void)
+{
+	pthread_mutex_unlock(&ctx_lock);
+}
+
+static pthread_once_t ctx_atfork_once = PTHREAD_ONCE_INIT;
+
+static void ctx_atfork(void)
+{
+	(void)pthread_atfork(ctx_lock_prepare, ctx_lock_release, ctx_lock_release);
 }
 
 int64_t entra_monotonic_ms(void)
@@ -744,12 +784,77 @@ static int ssl_wait(SSL *ssl, int fd, int ret, struct io *io, bool low_speed, co
 	return fail;
 }
 
+static bool same_source(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+	       a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+/* The shared context for source with identity id, referenced for the
+ * caller, or NULL. */
+static SSL_CTX *shared_ctx(const char *source, const struct stat *id)
+{
+	SSL_CTX *ctx = NULL;
+
+	pthread_mutex_lock(&ctx_lock);
+	if (shared.ctx != NULL && strcmp(shared.source, source) == 0 && same_source(&shared.id, id) &&
+	    entra_monotonic_ms() - shared.made_ms < CTX_MAX_AGE_MS && SSL_CTX_up_ref(shared.ctx) == 1)
+		ctx = shared.ctx;
+	pthread_mutex_unlock(&ctx_lock);
+	return ctx;
+}
+
+static void share_ctx(SSL_CTX *ctx, const char *source, const struct stat *id)
+{
+	struct timespec now;
+	SSL_CTX *old = NULL;
+	char *copy;
+
+	if (clock_gettime(CLOCK_REALTIME_COARSE, &now) != 0 ||
+	    id->st_mtim.tv_sec + CTX_SETTLE_S >= now.tv_sec ||
+	    id->st_ctim.tv_sec + CTX_SETTLE_S >= now.tv_sec)
+		return;
+	copy = strdup(source);
+	if (copy == NULL || SSL_CTX_up_ref(ctx) != 1) {
+		free(copy);
+		return;
+	}
+	pthread_mutex_lock(&ctx_lock);
+	old = shared.ctx;
+	free(shared.source);
+	shared.ctx = ctx;
+	shared.source = copy;
+	shared.id = *id;
+	shared.made_ms = entra_monotonic_ms();
+	pthread_mutex_unlock(&ctx_lock);
+	SSL_CTX_free(old);
+}
+
+unsigned long entra_http_tls_contexts_made(void)
+{
+	unsigned long n;
+
+	pthread_mutex_lock(&ctx_lock);
+	n = shared.made;
+	pthread_mutex_unlock(&ctx_lock);
+	return n;
+}
+
 static int make_ctx(struct entra_http *http, struct io *io)
 {
+	const char *source = http->ca_file != NULL ? http->ca_file : X509_get_default_cert_dir();
+	struct stat id;
+	bool have_id;
 	SSL_CTX *ctx;
 	int ok;
 
 	if (http->ctx != NULL)
+		return 0;
+	(void)pthread_once(&ctx_atfork_once, ctx_atfork);
+	/* The identity before the load: a change during it is seen next time. */
+	have_id = stat(source, &id) == 0;
+	if (have_id && (http->ctx = shared_ctx(source, &id)) != NULL)
 		return 0;
 	ctx = SSL_CTX_new(TLS_client_method());
 	if (ctx == NULL) {
@@ -764,6 +869,8 @@ static int make_ctx(struct entra_http *http, struct io *io)
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
 				 SSL_OP_CLEANSE_PLAINTEXT);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	/* No TLS sessions kept: nothing secret lives in a shared context. */
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	/* Read what the socket holds at once, not a record header and then
 	 * its body: half the receive calls. */
 	SSL_CTX_set_read_ahead(ctx, 1);
@@ -774,7 +881,7 @@ static int make_ctx(struct entra_http *http, struct io *io)
 	if (http->ca_file != NULL)
 		ok = SSL_CTX_load_verify_file(ctx, http->ca_file);
 	else
-		ok = SSL_CTX_load_verify_dir(ctx, X509_get_default_cert_dir());
+		ok = SSL_CTX_load_verify_dir(ctx, source);
 	if (ok != 1) {
 		snprintf(io->why, sizeof(io->why), "cannot load the trusted certificates%s%s",
 			 http->ca_file ? " from " : "", http->ca_file ? http->ca_file : "");
@@ -782,6 +889,11 @@ static int make_ctx(struct entra_http *http, struct io *io)
 		SSL_CTX_free(ctx);
 		return -EPROTO;
 	}
+	pthread_mutex_lock(&ctx_lock);
+	shared.made++;
+	pthread_mutex_unlock(&ctx_lock);
+	if (have_id)
+		share_ctx(ctx, source, &id);
 	http->ctx = ctx;
 	return 0;
 }

@@ -1,6 +1,7 @@
 /* HTTP/1.1 over OpenSSL: TLS always verified (ca_file for tests, else the
  * system store read as OpenSSL's hashed directory, /etc/ssl/certs on
- * Debian), https only unless the caller allows plain http for a
+ * Debian; the TLS context is shared by the handles of a process while
+ * that source is unchanged, see entra_http_tls_contexts_made), https only unless the caller allows plain http for a
  * managed-identity endpoint (even then only to loopback or link-local
  * addresses, checked after resolution), redirects never followed, response size
  * capped, per-request timeout clipped to an overall deadline. One handle
@@ -62,6 +63,12 @@ void entra_http_free(struct entra_http *http);
  * started after it fails at once with -ETIMEDOUT. */
 void entra_http_set_deadline(struct entra_http *http, int64_t deadline_ms);
 int64_t entra_monotonic_ms(void);
+
+/* TLS contexts (trust store loaded) made by this process. Handles share
+ * the last one made while its trust source (ca_file, or the system's
+ * hashed directory) keeps its path and file identity, for at most an
+ * hour; for tests and benchmarks. */
+unsigned long entra_http_tls_contexts_made(void);
 
 /* headers: NULL-terminated array of "Name: value" strings (a token name
  * directly followed by ':', no control characters, at most 64 KiB each;

@@ -252,6 +252,70 @@ static void test_tls_system_store_rejects_test_ca(void **state)
 	entra_http_free(http);
 }
 
+static void copy_file(const char *from, const char *to)
+{
+	char buf[16384];
+	FILE *in = fopen(from, "r"), *out;
+	size_t n;
+
+	assert_non_null(in);
+	out = fopen(to, "w");
+	assert_non_null(out);
+	while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+		assert_int_equal(fwrite(buf, 1, n, out), n);
+	fclose(in);
+	assert_int_equal(fclose(out), 0);
+}
+
+static long get_with_ca(const char *ca, int port)
+{
+	struct entra_http_options opt = { ca, 5000, 0, false, NULL };
+	struct entra_http *http = entra_http_new(&opt, &capture_log);
+	struct entra_http_response resp;
+	long status;
+
+	assert_non_null(http);
+	status = entra_http_get(http, url(port, "/json"), NULL, &resp) == 0 ? resp.status : -1;
+	entra_http_response_free(&resp);
+	entra_http_free(http);
+	return status;
+}
+
+/* Handles share one TLS context (trust store loaded) while the CA file is
+ * the same and unchanged; a file just written is read by every handle
+ * until it has settled; another CA in the file is trusted at once and the
+ * old one no longer. */
+static void test_tls_context_shared(void **state)
+{
+	char ca[PATH_MAX + 32], other[PATH_MAX + 32], tmp[PATH_MAX + 32];
+	unsigned long made;
+
+	(void)state;
+	snprintf(ca, sizeof(ca), "%s/shared-ca.pem", srv.dir);
+	snprintf(other, sizeof(other), "%s/otherca.pem", srv.dir);
+	snprintf(tmp, sizeof(tmp), "%s/shared-ca.tmp", srv.dir);
+	copy_file(srv.ca, ca);
+	sleep(3); /* settled */
+	made = entra_http_tls_contexts_made();
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(get_with_ca(ca, srv.https), 200);
+	assert_int_equal(entra_http_tls_contexts_made() - made, 1);
+
+	/* Another CA put in its place: the trusted server is not any more,
+	 * the other CA's is; the fresh file is read by each handle. */
+	copy_file(other, tmp);
+	assert_int_equal(rename(tmp, ca), 0);
+	made = entra_http_tls_contexts_made();
+	assert_int_equal(get_with_ca(ca, srv.https), -1);
+	assert_int_equal(get_with_ca(ca, srv.untrusted), 200);
+	assert_int_equal(entra_http_tls_contexts_made() - made, 2);
+	/* Rewritten in place (same inode): read again. */
+	copy_file(srv.ca, ca);
+	assert_int_equal(get_with_ca(ca, srv.https), 200);
+	assert_int_equal(get_with_ca(ca, srv.untrusted), -1);
+	assert_int_equal(unlink(ca), 0);
+}
+
 static void test_plain_http(void **state)
 {
 	struct entra_http *http = client(5000, 0, false);
@@ -1105,6 +1169,7 @@ int main(void)
 		cmocka_unit_test(test_tls_untrusted_ca),
 		cmocka_unit_test(test_tls_wrong_name),
 		cmocka_unit_test(test_tls_system_store_rejects_test_ca),
+		cmocka_unit_test(test_tls_context_shared),
 		cmocka_unit_test(test_plain_http),
 		cmocka_unit_test(test_redirects_not_followed),
 		cmocka_unit_test(test_body_cap),
