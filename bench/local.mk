@@ -12,7 +12,7 @@ EXTRA_DIST += bench/run_bench.sh bench/README
 noinst_LTLIBRARIES += bench/pam_floor.la
 bench_pam_floor_la_SOURCES = bench/pam_floor.c
 bench_pam_floor_la_CFLAGS = $(AM_CFLAGS) $(SSL_CFLAGS)
-bench_pam_floor_la_LDFLAGS = -module -avoid-version -shared -rpath /nowhere
+bench_pam_floor_la_LDFLAGS = -module -avoid-version -shared -rpath /nowhere -Wl,-z,nodelete
 bench_pam_floor_la_LIBADD = $(SSL_LIBS) $(CRYPTO_LIBS) $(PAM_LIBS)
 bench: bench/bench_nss bench/bench_login bench/pam_floor.la nss_module/libnss_entra.la pam_module/pam_entra.la
 	$(SHELL) $(srcdir)/bench/run_bench.sh $(abs_builddir)

@@ -1,8 +1,10 @@
 /* The floor for bench_login: the least a device-code login must do with
  * the design's libraries. pam_sm_authenticate looks the user up (as the
  * module must, to leave local accounts alone) and makes one verified
- * TLS connection and one request with OpenSSL 3.0, then returns. What
- * pam_entra costs beyond this module is its own work.
+ * TLS connection and one request with OpenSSL 3.0, then returns. Its TLS
+ * context, trust store loaded, is made once per process (the module stays
+ * loaded: -z nodelete), as pam_entra shares its own. What pam_entra costs
+ * beyond this module is its own work.
  *
  *   auth required pam_floor.so CA_FILE HOST:PORT */
 #include <pwd.h>
@@ -15,10 +17,12 @@
 /* The build hides symbols by default; libpam looks these two up. */
 #define EXPORT __attribute__((visibility("default")))
 
+static SSL_CTX *process_ctx;
+
 static bool one_request(const char *ca_file, const char *host_port)
 {
 	char buf[16384], host[256], request[512];
-	SSL_CTX *ctx;
+	SSL_CTX *ctx = process_ctx;
 	BIO *bio = NULL;
 	SSL *ssl = NULL;
 	bool ok = false;
@@ -31,12 +35,18 @@ static bool one_request(const char *ca_file, const char *host_port)
 	if (OPENSSL_init_ssl(OPENSSL_INIT_NO_LOAD_SSL_STRINGS | OPENSSL_INIT_NO_LOAD_CRYPTO_STRINGS,
 			     NULL) != 1)
 		return false;
-	ctx = SSL_CTX_new(TLS_client_method());
-	if (ctx == NULL)
-		return false;
-	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-	if (SSL_CTX_load_verify_file(ctx, ca_file) == 1)
-		bio = BIO_new_ssl_connect(ctx);
+	if (ctx == NULL) {
+		ctx = SSL_CTX_new(TLS_client_method());
+		if (ctx == NULL)
+			return false;
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+		if (SSL_CTX_load_verify_file(ctx, ca_file) != 1) {
+			SSL_CTX_free(ctx);
+			return false;
+		}
+		process_ctx = ctx;
+	}
+	bio = BIO_new_ssl_connect(ctx);
 	if (bio != NULL && BIO_get_ssl(bio, &ssl) == 1 && SSL_set1_host(ssl, host) == 1 &&
 	    BIO_set_conn_hostname(bio, host_port) == 1 && BIO_do_connect(bio) == 1 &&
 	    SSL_get_verify_result(ssl) == X509_V_OK &&
@@ -51,7 +61,6 @@ static bool one_request(const char *ca_file, const char *host_port)
 			n = BIO_read(bio, buf, sizeof(buf));
 	}
 	BIO_free_all(bio);
-	SSL_CTX_free(ctx);
 	return ok;
 }
 
