@@ -511,15 +511,16 @@ int entra_config_open(const char *path, struct stat *st)
 
 int entra_config_identity(const char *path, struct stat *st)
 {
+	const unsigned int wanted = STATX_TYPE | STATX_MODE | STATX_UID | STATX_GID | STATX_INO |
+				    STATX_SIZE | STATX_MTIME | STATX_CTIME;
 	struct statx sx;
 
 	if (path == NULL || path[0] == '\0')
 		return -EINVAL;
-	if (statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW | AT_STATX_FORCE_SYNC,
-		  STATX_TYPE | STATX_MODE | STATX_UID | STATX_GID | STATX_INO | STATX_SIZE |
-			  STATX_MTIME | STATX_CTIME,
-		  &sx) != 0)
+	if (statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW | AT_STATX_FORCE_SYNC, wanted, &sx) != 0)
 		return -errno;
+	if ((sx.stx_mask & wanted) != wanted)
+		return -EIO; /* a file system that cannot say: open it */
 	memset(st, 0, sizeof(*st));
 	st->st_dev = makedev(sx.stx_dev_major, sx.stx_dev_minor);
 	st->st_ino = sx.stx_ino;

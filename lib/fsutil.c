@@ -165,6 +165,24 @@ fail:
 	return rc;
 }
 
+int entra_dir_open_existing_at(int dirfd, const char *name, mode_t mode, uid_t uid)
+{
+	struct stat st;
+	int fd, rc;
+
+	if (!component_ok(name))
+		return -EINVAL;
+	fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return dir_open_error(dirfd, name);
+	rc = fstat(fd, &st) != 0 ? -errno : check_existing_dir(&st, mode & 07777, uid);
+	if (rc < 0) {
+		close(fd);
+		return rc;
+	}
+	return fd;
+}
+
 int entra_dir_create_at(int dirfd, const char *name, mode_t mode)
 {
 	struct stat st;

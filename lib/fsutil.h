@@ -21,6 +21,10 @@ int entra_dir_open_or_create(const char *path, mode_t mode, uid_t uid, gid_t gid
 /* The same, for one component `name` inside an open directory. */
 int entra_dir_open_or_create_at(int dirfd, const char *name, mode_t mode, uid_t uid, gid_t gid);
 
+/* The same checks for an existing dirfd/name, never created. fd or
+ * -errno (-ENOENT when missing). */
+int entra_dir_open_existing_at(int dirfd, const char *name, mode_t mode, uid_t uid);
+
 /* Create dirfd/name, which must not exist (-EEXIST), for the caller's
  * euid with mode (owner bits only; no one else gets any access), and open
  * it O_NOFOLLOW. For a fresh, randomly named directory that the caller

@@ -356,10 +356,10 @@ int entra_session_close(const struct entra_config *cfg, const char *session_id, 
 			return 0;
 		if (run_fd < 0)
 			return run_fd;
+		/* What is removed below it is named through it
+		 * ("<id>/token"): it must be one only root can change. */
 		snprintf(uid_name, sizeof(uid_name), "%lu", (unsigned long)uid);
-		fd = openat(run_fd, uid_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (fd < 0)
-			fd = -errno;
+		fd = entra_dir_open_existing_at(run_fd, uid_name, 0711, 0);
 	}
 	if (fd < 0) {
 		if (run_fd >= 0)

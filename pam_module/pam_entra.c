@@ -675,12 +675,31 @@ out:
 	return rc;
 }
 
+/* Unset the variables of env (pam_putenv of a bare name deletes it). */
+static void remove_env(pam_handle_t *pamh, const struct entra_session_env *env, size_t count)
+{
+	char name[64];
+
+	for (size_t i = 0; i < count; i++) {
+		size_t len = strcspn(env->vars[i], "=");
+
+		if (len < sizeof(name)) {
+			memcpy(name, env->vars[i], len);
+			name[len] = '\0';
+			(void)pam_putenv(pamh, name);
+		}
+	}
+}
+
+/* All of env into the PAM environment, or none of it. */
 static int put_env(pam_handle_t *pamh, const struct entra_session_env *env)
 {
 	for (size_t i = 0; i < env->count; i++) {
 		int rc = pam_putenv(pamh, env->vars[i]);
-		if (rc != PAM_SUCCESS)
+		if (rc != PAM_SUCCESS) {
+			remove_env(pamh, env, i);
 			return rc;
+		}
 	}
 	return PAM_SUCCESS;
 }
@@ -719,8 +738,11 @@ static int start_session(pam_handle_t *pamh, const struct module_state *st,
 		return PAM_SESSION_ERR;
 	}
 	rc = put_env(pamh, &env);
-	if (rc == PAM_SUCCESS)
+	if (rc == PAM_SUCCESS) {
 		rc = pam_set_data(pamh, DATA_SESSION, sd, cleanup_free);
+		if (rc != PAM_SUCCESS)
+			remove_env(pamh, &env, env.count);
+	}
 	if (rc != PAM_SUCCESS) {
 		entra_session_close(st->cfg, sd->id, req->uid, sd->private, &st->log);
 		free(sd);

@@ -588,6 +588,17 @@ static void test_nolinks(void **state)
 	assert_int_equal(entra_dir_open_nolinks(p, 0711, geteuid()), -ENOENT);
 	assert_int_equal(entra_dir_open_nolinks("real/sub", 0711, geteuid()), -EINVAL);
 
+	/* The component-wise check of an existing directory, never created. */
+	fd = entra_dir_open_existing_at(f->dirfd, "real", 0700, geteuid());
+	assert_true(fd >= 0);
+	assert_int_equal(entra_dir_open_existing_at(fd, "sub", 0700, geteuid()), -EACCES);
+	assert_int_equal(entra_dir_open_existing_at(fd, "sub", 0711, NOBODY), -EPERM);
+	assert_int_equal(entra_dir_open_existing_at(fd, "none", 0711, geteuid()), -ENOENT);
+	assert_false(exists_at(fd, "none"));
+	close(fd);
+	assert_int_equal(entra_dir_open_existing_at(f->dirfd, "up", 0700, geteuid()), -ELOOP);
+	assert_int_equal(entra_dir_open_existing_at(f->dirfd, "real/sub", 0711, geteuid()), -EINVAL);
+
 	put_file(f, "real/sub/s", "secret", 0600);
 	path_in(f, p, sizeof(p), "real/sub/s");
 	assert_int_equal(entra_read_secret_nolinks(p, 100, geteuid(), &buf), 0);

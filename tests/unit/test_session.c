@@ -358,6 +358,45 @@ static void test_paths_to_the_uid_dir(void **state)
 	assert_int_equal(chown(path, 0, 0), 0);
 	open_session(&req, id);
 	assert_int_equal(entra_session_close(cfg, id, base.uid, false, &quiet), 0);
+
+	/* Closing through the component-wise path (run_dir behind a
+	 * symlink) with a per-uid directory the user could write: refused,
+	 * and a session directory swapped for a link to elsewhere is not
+	 * followed: the file there named "token" stays. */
+	open_session(&req, id);
+	assert_int_equal(symlink(dir, link), 0);
+	snprintf(path, sizeof(path), "%s/run", link);
+	assert_int_equal(entra_config_set(cfg, "run_dir", path, err, sizeof(err)), 0);
+	{
+		char uid_dir[160], victim[160], planted[200], sess[256], away[270];
+		FILE *fp;
+
+		snprintf(uid_dir, sizeof(uid_dir), "%s/run/%lu", dir, (unsigned long)base.uid);
+		snprintf(victim, sizeof(victim), "%s/victim", dir);
+		snprintf(planted, sizeof(planted), "%s/token", victim);
+		assert_int_equal(mkdir(victim, 0700), 0);
+		fp = fopen(planted, "w");
+		assert_non_null(fp);
+		fclose(fp);
+		session_path(id, NULL, sess, sizeof(sess));
+		snprintf(away, sizeof(away), "%s.away", sess);
+		assert_int_equal(rename(sess, away), 0);
+		assert_int_equal(symlink(victim, sess), 0);
+		assert_int_equal(chmod(uid_dir, 0777), 0);
+		assert_int_equal(entra_session_close(cfg, id, base.uid, false, &quiet), -EACCES);
+		assert_int_equal(access(planted, F_OK), 0);
+		/* Put right, the session closes the same way. */
+		assert_int_equal(chmod(uid_dir, 0711), 0);
+		assert_int_equal(unlink(sess), 0);
+		assert_int_equal(rename(away, sess), 0);
+		assert_int_equal(entra_session_close(cfg, id, base.uid, false, &quiet), 0);
+		assert_int_equal(lstat(sess, &st), -1);
+		assert_int_equal(unlink(planted), 0);
+		assert_int_equal(rmdir(victim), 0);
+	}
+	snprintf(path, sizeof(path), "%s/run", dir);
+	assert_int_equal(entra_config_set(cfg, "run_dir", path, err, sizeof(err)), 0);
+	assert_int_equal(unlink(link), 0);
 }
 
 int main(void)
