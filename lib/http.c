@@ -102,9 +102,27 @@ static BIO_METHOD *sock_method;
  * unchanged: the same path with the same identity (a hashed directory
  * changes its mtime when a certificate is added or removed), settled for
  * CTX_SETTLE_S (two writes within a tick look alike), and for at most
- * CTX_MAX_AGE_MS (what a directory lookup loaded stays in the store). */
+ * CTX_MAX_AGE_MS: what a directory lookup loaded stays in the store, and
+ * a certificate edited in place does not change the directory.
+ *
+ * With it, the last TLS session of each host:port is kept (as libcurl and
+ * browsers keep them) so that the next connection there resumes instead
+ * of receiving, parsing and verifying the certificate chain again: two
+ * thirds of a handshake's CPU. A session is offered only to the host and
+ * port it was verified for, only with the context it was made with (a
+ * changed trust store starts afresh), and taken out when offered (RFC
+ * 8446 C.4: a ticket is not used twice); TLS 1.3 resumption still runs a
+ * fresh (EC)DHE exchange. */
 #define CTX_SETTLE_S 2
-#define CTX_MAX_AGE_MS (3600 * 1000L)
+#define CTX_MAX_AGE_MS (300 * 1000L)
+#define KEPT_SESSIONS 8
+
+struct kept_session {
+	char peer[MAX_HOST_LEN + 8]; /* "host:port"; "" when free */
+	SSL_SESSION *session;
+	SSL_CTX *ctx;                /* referenced: it made the session */
+	int64_t kept_ms;
+};
 
 static pthread_mutex_t ctx_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct {
@@ -113,6 +131,8 @@ static struct {
 	struct stat id;
 	int64_t made_ms;
 	unsigned long made; /* contexts made by this process */
+	struct kept_session kept[KEPT_SESSIONS];
+	unsigned long resumed; /* handshakes that resumed a kept session */
 } shared;
 
 /* A socket BIO that sends with MSG_NOSIGNAL: a peer that closes must never
@@ -784,6 +804,82 @@ static int ssl_wait(SSL *ssl, int fd, int ret, struct io *io, bool low_speed, co
 	return fail;
 }
 
+static void peer_name(const struct conn *c, char out[MAX_HOST_LEN + 8])
+{
+	snprintf(out, MAX_HOST_LEN + 8, "%s:%u", c->host, c->port);
+}
+
+static void kept_clear(struct kept_session *k)
+{
+	SSL_SESSION_free(k->session);
+	SSL_CTX_free(k->ctx);
+	memset(k, 0, sizeof(*k));
+}
+
+/* OpenSSL hands over each session (TLS 1.3: each ticket) it receives on a
+ * connection of a shared context; keep it as the host's last one. */
+static int session_received(SSL *ssl, SSL_SESSION *session)
+{
+	const struct conn *c = SSL_get_app_data(ssl);
+	struct kept_session *slot = NULL;
+	char peer[MAX_HOST_LEN + 8];
+
+	if (c == NULL || !SSL_SESSION_is_resumable(session))
+		return 0;
+	peer_name(c, peer);
+	pthread_mutex_lock(&ctx_lock);
+	for (size_t i = 0; i < KEPT_SESSIONS && slot == NULL; i++)
+		if (strcmp(shared.kept[i].peer, peer) == 0)
+			slot = &shared.kept[i];
+	for (size_t i = 0; i < KEPT_SESSIONS && slot == NULL; i++)
+		if (shared.kept[i].peer[0] == '\0')
+			slot = &shared.kept[i];
+	for (size_t i = 0; i < KEPT_SESSIONS; i++) /* else the oldest */
+		if (slot == NULL || shared.kept[i].kept_ms < slot->kept_ms)
+			slot = &shared.kept[i];
+	if (SSL_CTX_up_ref(SSL_get_SSL_CTX(ssl)) != 1) {
+		pthread_mutex_unlock(&ctx_lock);
+		return 0;
+	}
+	kept_clear(slot);
+	snprintf(slot->peer, sizeof(slot->peer), "%s", peer);
+	slot->session = session; /* returning 1: the reference is ours */
+	slot->ctx = SSL_get_SSL_CTX(ssl);
+	slot->kept_ms = entra_monotonic_ms();
+	pthread_mutex_unlock(&ctx_lock);
+	return 1;
+}
+
+/* Offer the host's kept session, if one was made with this context. */
+static void offer_kept_session(SSL *ssl, const struct conn *c)
+{
+	char peer[MAX_HOST_LEN + 8];
+
+	peer_name(c, peer);
+	pthread_mutex_lock(&ctx_lock);
+	for (size_t i = 0; i < KEPT_SESSIONS; i++) {
+		struct kept_session *k = &shared.kept[i];
+
+		if (strcmp(k->peer, peer) != 0)
+			continue;
+		if (k->ctx == SSL_get_SSL_CTX(ssl) && entra_monotonic_ms() - k->kept_ms < CTX_MAX_AGE_MS)
+			(void)SSL_set_session(ssl, k->session);
+		kept_clear(k);
+		break;
+	}
+	pthread_mutex_unlock(&ctx_lock);
+}
+
+unsigned long entra_http_tls_resumed(void)
+{
+	unsigned long n;
+
+	pthread_mutex_lock(&ctx_lock);
+	n = shared.resumed;
+	pthread_mutex_unlock(&ctx_lock);
+	return n;
+}
+
 static bool same_source(const struct stat *a, const struct stat *b)
 {
 	return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
@@ -869,8 +965,9 @@ static int make_ctx(struct entra_http *http, struct io *io)
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
 				 SSL_OP_CLEANSE_PLAINTEXT);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-	/* No TLS sessions kept: nothing secret lives in a shared context. */
-	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	/* Sessions go to session_received, not to OpenSSL's own cache. */
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+	SSL_CTX_sess_set_new_cb(ctx, session_received);
 	/* Read what the socket holds at once, not a record header and then
 	 * its body: half the receive calls. */
 	SSL_CTX_set_read_ahead(ctx, 1);
@@ -916,6 +1013,7 @@ static int tls_start(struct entra_http *http, struct conn *c, const struct url *
 	}
 	BIO_set_data(bio, &c->fd);
 	SSL_set_bio(c->ssl, bio, bio);
+	SSL_set_app_data(c->ssl, c);
 	SSL_set_hostflags(c->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
 	if (u->family == 0) {
 		if (SSL_set_tlsext_host_name(c->ssl, u->host) != 1 ||
@@ -929,6 +1027,7 @@ static int tls_start(struct entra_http *http, struct conn *c, const struct url *
 		ERR_clear_error();
 		return rc;
 	}
+	offer_kept_session(c->ssl, c);
 	for (;;) {
 		int ret;
 
@@ -952,6 +1051,11 @@ static int tls_start(struct entra_http *http, struct conn *c, const struct url *
 	if (SSL_get0_peer_certificate(c->ssl) == NULL) {
 		snprintf(io->why, sizeof(io->why), "TLS handshake: the server sent no certificate");
 		return -EPROTO;
+	}
+	if (SSL_session_reused(c->ssl)) {
+		pthread_mutex_lock(&ctx_lock);
+		shared.resumed++;
+		pthread_mutex_unlock(&ctx_lock);
 	}
 	return 0;
 }
@@ -1168,6 +1272,10 @@ static int conn_open(struct entra_http *http, const struct url *u, struct io *io
 	} else {
 		rc = tcp_connect(u, !u->tls, io, &c->fd);
 	}
+	/* The peer is named before the handshake: TLS sessions are kept and
+	 * offered by it. */
+	c->port = u->port;
+	snprintf(c->host, sizeof(c->host), "%s", u->host);
 	if (rc == 0 && u->tls)
 		rc = tls_start(http, c, u, io);
 	if (rc < 0) {
@@ -1175,8 +1283,6 @@ static int conn_open(struct entra_http *http, const struct url *u, struct io *io
 		return rc;
 	}
 	c->tls = u->tls;
-	c->port = u->port;
-	snprintf(c->host, sizeof(c->host), "%s", u->host);
 	return 0;
 }
 

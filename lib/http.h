@@ -66,9 +66,13 @@ int64_t entra_monotonic_ms(void);
 
 /* TLS contexts (trust store loaded) made by this process. Handles share
  * the last one made while its trust source (ca_file, or the system's
- * hashed directory) keeps its path and file identity, for at most an
- * hour; for tests and benchmarks. */
+ * hashed directory) keeps its path and file identity, for at most five
+ * minutes; for tests and benchmarks. */
 unsigned long entra_http_tls_contexts_made(void);
+/* Handshakes that resumed the TLS session last kept for their host:port
+ * (made with the same shared context, at most five minutes old); for
+ * tests and benchmarks. */
+unsigned long entra_http_tls_resumed(void);
 
 /* headers: NULL-terminated array of "Name: value" strings (a token name
  * directly followed by ':', no control characters, at most 64 KiB each;

@@ -282,13 +282,14 @@ static long get_with_ca(const char *ca, int port)
 }
 
 /* Handles share one TLS context (trust store loaded) while the CA file is
- * the same and unchanged; a file just written is read by every handle
+ * the same and unchanged, and resume the TLS session the last connection
+ * to the same peer left; a file just written is read by every handle
  * until it has settled; another CA in the file is trusted at once and the
- * old one no longer. */
+ * old one no longer, sessions kept under it included. */
 static void test_tls_context_shared(void **state)
 {
 	char ca[PATH_MAX + 32], other[PATH_MAX + 32], tmp[PATH_MAX + 32];
-	unsigned long made;
+	unsigned long made, resumed;
 
 	(void)state;
 	snprintf(ca, sizeof(ca), "%s/shared-ca.pem", srv.dir);
@@ -297,18 +298,28 @@ static void test_tls_context_shared(void **state)
 	copy_file(srv.ca, ca);
 	sleep(3); /* settled */
 	made = entra_http_tls_contexts_made();
+	resumed = entra_http_tls_resumed();
 	for (int i = 0; i < 3; i++)
 		assert_int_equal(get_with_ca(ca, srv.https), 200);
 	assert_int_equal(entra_http_tls_contexts_made() - made, 1);
+	/* The second and third connections resumed the session the one
+	 * before left; another port is another peer: nothing to resume. */
+	assert_int_equal(entra_http_tls_resumed() - resumed, 2);
+	assert_int_equal(get_with_ca(ca, srv.wrongname), -1);
+	assert_int_equal(entra_http_tls_resumed() - resumed, 2);
 
 	/* Another CA put in its place: the trusted server is not any more,
 	 * the other CA's is; the fresh file is read by each handle. */
 	copy_file(other, tmp);
 	assert_int_equal(rename(tmp, ca), 0);
 	made = entra_http_tls_contexts_made();
+	resumed = entra_http_tls_resumed();
+	/* A session kept from the old trust is not offered: the server
+	 * whose CA is no longer trusted stays refused. */
 	assert_int_equal(get_with_ca(ca, srv.https), -1);
 	assert_int_equal(get_with_ca(ca, srv.untrusted), 200);
 	assert_int_equal(entra_http_tls_contexts_made() - made, 2);
+	assert_int_equal(entra_http_tls_resumed() - resumed, 0);
 	/* Rewritten in place (same inode): read again. */
 	copy_file(srv.ca, ca);
 	assert_int_equal(get_with_ca(ca, srv.https), 200);
