@@ -3,7 +3,8 @@
  * module must, to leave local accounts alone) and makes one verified
  * TLS connection and one request with OpenSSL 3.0, then returns. Its TLS
  * context, trust store loaded, is made once per process (the module stays
- * loaded: -z nodelete), as pam_entra shares its own. What pam_entra costs
+ * loaded: -z nodelete) and each connection resumes the session the last
+ * one left, as pam_entra does. What pam_entra costs
  * beyond this module is its own work.
  *
  *   auth required pam_floor.so CA_FILE HOST:PORT */
@@ -18,6 +19,7 @@
 #define EXPORT __attribute__((visibility("default")))
 
 static SSL_CTX *process_ctx;
+static SSL_SESSION *last_session;
 
 static bool one_request(const char *ca_file, const char *host_port)
 {
@@ -40,6 +42,8 @@ static bool one_request(const char *ca_file, const char *host_port)
 		if (ctx == NULL)
 			return false;
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+		/* TLS 1.3 tickets make sessions only with client caching on. */
+		SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
 		if (SSL_CTX_load_verify_file(ctx, ca_file) != 1) {
 			SSL_CTX_free(ctx);
 			return false;
@@ -47,7 +51,9 @@ static bool one_request(const char *ca_file, const char *host_port)
 		process_ctx = ctx;
 	}
 	bio = BIO_new_ssl_connect(ctx);
-	if (bio != NULL && BIO_get_ssl(bio, &ssl) == 1 && SSL_set1_host(ssl, host) == 1 &&
+	if (bio != NULL && BIO_get_ssl(bio, &ssl) == 1 && last_session != NULL)
+		(void)SSL_set_session(ssl, last_session);
+	if (bio != NULL && ssl != NULL && SSL_set1_host(ssl, host) == 1 &&
 	    BIO_set_conn_hostname(bio, host_port) == 1 && BIO_do_connect(bio) == 1 &&
 	    SSL_get_verify_result(ssl) == X509_V_OK &&
 	    snprintf(request, sizeof(request), "GET / HTTP/1.0\r\nHost: %s\r\n\r\n", host_port) > 0 &&
@@ -57,6 +63,13 @@ static bool one_request(const char *ca_file, const char *host_port)
 		/* A response of the server, whatever its status: the request
 		 * made the round trip. */
 		ok = n > 9 && strncmp(buf, "HTTP/1.", 7) == 0;
+		if (ok) {
+			/* With the ticket that came before the response; a
+			 * copy: the server's close without close_notify marks
+			 * the connection's own session unresumable. */
+			SSL_SESSION_free(last_session);
+			last_session = SSL_SESSION_dup(SSL_get0_session(ssl));
+		}
 		while (n > 0)
 			n = BIO_read(bio, buf, sizeof(buf));
 	}
