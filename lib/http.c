@@ -70,6 +70,7 @@ struct conn {
 	bool tls;
 	char host[MAX_HOST_LEN + 1];
 	unsigned port;
+	int64_t offered_verified_ms; /* of the kept session offered, 0: none */
 };
 
 struct entra_http {
@@ -110,9 +111,13 @@ static BIO_METHOD *sock_method;
  * of receiving, parsing and verifying the certificate chain again: two
  * thirds of a handshake's CPU. A session is offered only to the host and
  * port it was verified for, only with the context it was made with (a
- * changed trust store starts afresh), and taken out when offered (RFC
- * 8446 C.4: a ticket is not used twice); TLS 1.3 resumption still runs a
- * fresh (EC)DHE exchange. */
+ * changed trust store starts afresh), only in the process that got it,
+ * and taken out when offered (RFC 8446 C.4: a ticket is not used twice);
+ * TLS 1.3 resumption still runs a fresh (EC)DHE exchange. A session is
+ * offered while the full handshake it descends from (resumed connections
+ * hand on its time) is less than CTX_MAX_AGE_MS old, and dropped after.
+ * (TLS 1.2 gives no new session on a resumed connection: there every
+ * other connection resumes.) */
 #define CTX_SETTLE_S 2
 #define CTX_MAX_AGE_MS (300 * 1000L)
 #define KEPT_SESSIONS 8
@@ -122,6 +127,8 @@ struct kept_session {
 	SSL_SESSION *session;
 	SSL_CTX *ctx;                /* referenced: it made the session */
 	int64_t kept_ms;
+	int64_t verified_ms;         /* when its full handshake verified the peer */
+	pid_t pid;                   /* the process that got it */
 };
 
 static pthread_mutex_t ctx_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -809,65 +816,101 @@ static void peer_name(const struct conn *c, char out[MAX_HOST_LEN + 8])
 	snprintf(out, MAX_HOST_LEN + 8, "%s:%u", c->host, c->port);
 }
 
-static void kept_clear(struct kept_session *k)
+/* Under ctx_lock: move *k to the end of dead (freed after unlocking:
+ * freeing a context frees its trust store) and mark it free. */
+static void kept_take(struct kept_session *k, struct kept_session *dead, size_t *ndead)
 {
-	SSL_SESSION_free(k->session);
-	SSL_CTX_free(k->ctx);
+	dead[(*ndead)++] = *k;
 	memset(k, 0, sizeof(*k));
 }
 
+/* Under ctx_lock: take out what may no longer be offered. */
+static void kept_purge(int64_t now, pid_t pid, struct kept_session *dead, size_t *ndead)
+{
+	for (size_t i = 0; i < KEPT_SESSIONS; i++) {
+		struct kept_session *k = &shared.kept[i];
+
+		if (k->peer[0] != '\0' && (k->pid != pid || now - k->verified_ms >= CTX_MAX_AGE_MS))
+			kept_take(k, dead, ndead);
+	}
+}
+
+static void kept_free(struct kept_session *dead, size_t ndead)
+{
+	for (size_t i = 0; i < ndead; i++) {
+		SSL_SESSION_free(dead[i].session);
+		SSL_CTX_free(dead[i].ctx);
+	}
+}
+
 /* OpenSSL hands over each session (TLS 1.3: each ticket) it receives on a
- * connection of a shared context; keep it as the host's last one. */
+ * connection; keep it as the peer's one session. */
 static int session_received(SSL *ssl, SSL_SESSION *session)
 {
 	const struct conn *c = SSL_get_app_data(ssl);
-	struct kept_session *slot = NULL;
+	struct kept_session *slot = NULL, dead[KEPT_SESSIONS + 1];
 	char peer[MAX_HOST_LEN + 8];
+	int64_t now = entra_monotonic_ms();
+	size_t ndead = 0;
+	pid_t pid = getpid();
 
 	if (c == NULL || !SSL_SESSION_is_resumable(session))
 		return 0;
+	if (SSL_CTX_up_ref(SSL_get_SSL_CTX(ssl)) != 1)
+		return 0;
 	peer_name(c, peer);
 	pthread_mutex_lock(&ctx_lock);
+	kept_purge(now, pid, dead, &ndead);
 	for (size_t i = 0; i < KEPT_SESSIONS && slot == NULL; i++)
 		if (strcmp(shared.kept[i].peer, peer) == 0)
 			slot = &shared.kept[i];
 	for (size_t i = 0; i < KEPT_SESSIONS && slot == NULL; i++)
 		if (shared.kept[i].peer[0] == '\0')
 			slot = &shared.kept[i];
-	for (size_t i = 0; i < KEPT_SESSIONS; i++) /* else the oldest */
-		if (slot == NULL || shared.kept[i].kept_ms < slot->kept_ms)
-			slot = &shared.kept[i];
-	if (SSL_CTX_up_ref(SSL_get_SSL_CTX(ssl)) != 1) {
-		pthread_mutex_unlock(&ctx_lock);
-		return 0;
+	if (slot == NULL) { /* all taken by other peers: the oldest goes */
+		slot = &shared.kept[0];
+		for (size_t i = 1; i < KEPT_SESSIONS; i++)
+			if (shared.kept[i].kept_ms < slot->kept_ms)
+				slot = &shared.kept[i];
 	}
-	kept_clear(slot);
+	if (slot->peer[0] != '\0')
+		kept_take(slot, dead, &ndead);
 	snprintf(slot->peer, sizeof(slot->peer), "%s", peer);
 	slot->session = session; /* returning 1: the reference is ours */
 	slot->ctx = SSL_get_SSL_CTX(ssl);
-	slot->kept_ms = entra_monotonic_ms();
+	slot->kept_ms = now;
+	/* A resumed connection verified nothing: its sessions are as old as
+	 * the one it resumed. */
+	slot->verified_ms = SSL_session_reused(ssl) && c->offered_verified_ms != 0 ? c->offered_verified_ms : now;
+	slot->pid = pid;
 	pthread_mutex_unlock(&ctx_lock);
+	kept_free(dead, ndead);
 	return 1;
 }
 
-/* Offer the host's kept session, if one was made with this context. */
-static void offer_kept_session(SSL *ssl, const struct conn *c)
+/* Offer the peer's kept session, if one was made with this context. */
+static void offer_kept_session(SSL *ssl, struct conn *c)
 {
+	struct kept_session dead[KEPT_SESSIONS];
 	char peer[MAX_HOST_LEN + 8];
+	size_t ndead = 0;
 
+	c->offered_verified_ms = 0;
 	peer_name(c, peer);
 	pthread_mutex_lock(&ctx_lock);
+	kept_purge(entra_monotonic_ms(), getpid(), dead, &ndead);
 	for (size_t i = 0; i < KEPT_SESSIONS; i++) {
 		struct kept_session *k = &shared.kept[i];
 
 		if (strcmp(k->peer, peer) != 0)
 			continue;
-		if (k->ctx == SSL_get_SSL_CTX(ssl) && entra_monotonic_ms() - k->kept_ms < CTX_MAX_AGE_MS)
-			(void)SSL_set_session(ssl, k->session);
-		kept_clear(k);
-		break;
+		if (k->ctx == SSL_get_SSL_CTX(ssl) && SSL_set_session(ssl, k->session) == 1)
+			c->offered_verified_ms = k->verified_ms;
+		kept_take(k, dead, &ndead);
+		break; /* one per peer */
 	}
 	pthread_mutex_unlock(&ctx_lock);
+	kept_free(dead, ndead);
 }
 
 unsigned long entra_http_tls_resumed(void)

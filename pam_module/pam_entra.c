@@ -675,33 +675,52 @@ out:
 	return rc;
 }
 
-/* Unset the variables of env (pam_putenv of a bare name deletes it). */
-static void remove_env(pam_handle_t *pamh, const struct entra_session_env *env, size_t count)
-{
-	char name[64];
-
-	for (size_t i = 0; i < count; i++) {
-		size_t len = strcspn(env->vars[i], "=");
-
-		if (len < sizeof(name)) {
-			memcpy(name, env->vars[i], len);
-			name[len] = '\0';
-			(void)pam_putenv(pamh, name);
-		}
-	}
-}
-
-/* All of env into the PAM environment, or none of it. */
+/* All of env into the PAM environment, or none of it: on a failure the
+ * variables already set get back what they held before (pam_env or an
+ * earlier module may have set AZURE_TENANT_ID), or are unset. */
 static int put_env(pam_handle_t *pamh, const struct entra_session_env *env)
 {
-	for (size_t i = 0; i < env->count; i++) {
-		int rc = pam_putenv(pamh, env->vars[i]);
+	char **before = calloc(env->count + 1, sizeof(char *));
+	int rc = PAM_SUCCESS;
+	size_t done;
+
+	if (before == NULL)
+		return PAM_BUF_ERR;
+	for (done = 0; done < env->count; done++) {
+		char *name = strndup(env->vars[done], strcspn(env->vars[done], "="));
+		const char *old;
+
+		if (name == NULL) {
+			rc = PAM_BUF_ERR;
+			break;
+		}
+		/* "NAME=old", or the bare name, which pam_putenv unsets. */
+		old = pam_getenv(pamh, name);
+		if (old == NULL) {
+			before[done] = name;
+		} else {
+			if (asprintf(&before[done], "%s=%s", name, old) < 0)
+				before[done] = NULL;
+			free(name);
+			if (before[done] == NULL) {
+				rc = PAM_BUF_ERR;
+				break;
+			}
+		}
+		rc = pam_putenv(pamh, env->vars[done]);
 		if (rc != PAM_SUCCESS) {
-			remove_env(pamh, env, i);
-			return rc;
+			done++; /* put back as it was, whatever it did */
+			break;
 		}
 	}
-	return PAM_SUCCESS;
+	if (rc != PAM_SUCCESS)
+		for (size_t i = 0; i < done; i++)
+			if (before[i] != NULL)
+				(void)pam_putenv(pamh, before[i]);
+	for (size_t i = 0; i <= env->count; i++)
+		entra_free_secret(before[i]);
+	free(before);
+	return rc;
 }
 
 /* What the token service said, for the session's log line. */
@@ -737,19 +756,20 @@ static int start_session(pam_handle_t *pamh, const struct module_state *st,
 		free(sd);
 		return PAM_SESSION_ERR;
 	}
-	rc = put_env(pamh, &env);
-	if (rc == PAM_SUCCESS) {
-		rc = pam_set_data(pamh, DATA_SESSION, sd, cleanup_free);
-		if (rc != PAM_SUCCESS)
-			remove_env(pamh, &env, env.count);
-	}
+	rc = pam_set_data(pamh, DATA_SESSION, sd, cleanup_free);
 	if (rc != PAM_SUCCESS) {
 		entra_session_close(st->cfg, sd->id, req->uid, sd->private, &st->log);
 		free(sd);
 		entra_session_env_free(&env);
 		return rc;
 	}
+	rc = put_env(pamh, &env);
 	entra_session_env_free(&env);
+	if (rc != PAM_SUCCESS) {
+		entra_session_close(st->cfg, sd->id, req->uid, sd->private, &st->log);
+		pam_set_data(pamh, DATA_SESSION, NULL, NULL); /* frees sd */
+		return rc;
+	}
 	/* The token service is optional: without it the session keeps its
 	 * token file (a reason other than its absence is logged by
 	 * entra_tokend_register_session). */

@@ -307,6 +307,25 @@ static void test_tls_context_shared(void **state)
 	assert_int_equal(entra_http_tls_resumed() - resumed, 2);
 	assert_int_equal(get_with_ca(ca, srv.wrongname), -1);
 	assert_int_equal(entra_http_tls_resumed() - resumed, 2);
+	/* A child process does not use what its parent kept (a ticket is
+	 * used once); its own next connection resumes its own session. */
+	{
+		pid_t pid = fork();
+		int status;
+
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			unsigned long before = entra_http_tls_resumed();
+			int ok = get_with_ca(ca, srv.https) == 200 && entra_http_tls_resumed() == before &&
+				 get_with_ca(ca, srv.https) == 200 && entra_http_tls_resumed() == before + 1;
+			_exit(ok ? 0 : 1);
+		}
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		assert_true(WIFEXITED(status));
+		assert_int_equal(WEXITSTATUS(status), 0);
+	}
+	assert_int_equal(get_with_ca(ca, srv.https), 200);
+	assert_int_equal(entra_http_tls_resumed() - resumed, 3);
 
 	/* Another CA put in its place: the trusted server is not any more,
 	 * the other CA's is; the fresh file is read by each handle. */
