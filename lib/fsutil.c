@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/random.h>
 #include <sys/syscall.h>
@@ -307,6 +308,23 @@ int entra_dir_open_nolinks(const char *path, mode_t mode, uid_t uid)
 		return rc;
 	}
 	return fd;
+}
+
+bool entra_stat_unchanged(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+	       a->st_mode == b->st_mode && a->st_uid == b->st_uid &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+	       a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+bool entra_stat_settled(const struct stat *st, int seconds)
+{
+	struct timespec now;
+
+	if (clock_gettime(CLOCK_REALTIME_COARSE, &now) != 0)
+		return false;
+	return st->st_mtim.tv_sec + seconds < now.tv_sec && st->st_ctim.tv_sec + seconds < now.tv_sec;
 }
 
 static int write_all(int fd, const void *data, size_t len)

@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include "buf.h"
@@ -45,6 +46,18 @@ int entra_dir_open_trusted(const char *path, uid_t uid);
  * -EPERM: no openat2 here, -ENOENT, -EPERM/-EACCES: owner or mode).
  * fd or -errno. */
 int entra_dir_open_nolinks(const char *path, mode_t mode, uid_t uid);
+
+/* Whether two stats describe the same file with the same contents, owner
+ * and mode: any change of its data, owner or mode changes its ctime, and a
+ * file put in its place (rename, link) is another inode. For caches of
+ * what a file held. */
+bool entra_stat_unchanged(const struct stat *a, const struct stat *b);
+
+/* Whether the file had not changed for more than `seconds` before now:
+ * two writes within one tick of the file system's clock, of the same size,
+ * look alike (the "racy git" problem), so a cache reuses what it read of a
+ * file only once the file has settled. */
+bool entra_stat_settled(const struct stat *st, int seconds);
 
 /* Atomically replace dirfd/name with data: a temp file in the same
  * directory (O_EXCL|O_NOFOLLOW, the final mode and owner set before any

@@ -5,6 +5,7 @@
 #include "config.h"
 #include "http.h"
 #include "http_parse.h"
+#include "fsutil.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -913,23 +914,6 @@ static void offer_kept_session(SSL *ssl, struct conn *c)
 	kept_free(dead, ndead);
 }
 
-unsigned long entra_http_tls_resumed(void)
-{
-	unsigned long n;
-
-	pthread_mutex_lock(&ctx_lock);
-	n = shared.resumed;
-	pthread_mutex_unlock(&ctx_lock);
-	return n;
-}
-
-static bool same_source(const struct stat *a, const struct stat *b)
-{
-	return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
-	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
-	       a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
-}
-
 /* The shared context for source with identity id, referenced for the
  * caller, or NULL. */
 static SSL_CTX *shared_ctx(const char *source, const struct stat *id)
@@ -937,7 +921,7 @@ static SSL_CTX *shared_ctx(const char *source, const struct stat *id)
 	SSL_CTX *ctx = NULL;
 
 	pthread_mutex_lock(&ctx_lock);
-	if (shared.ctx != NULL && strcmp(shared.source, source) == 0 && same_source(&shared.id, id) &&
+	if (shared.ctx != NULL && strcmp(shared.source, source) == 0 && entra_stat_unchanged(&shared.id, id) &&
 	    entra_monotonic_ms() - shared.made_ms < CTX_MAX_AGE_MS && SSL_CTX_up_ref(shared.ctx) == 1)
 		ctx = shared.ctx;
 	pthread_mutex_unlock(&ctx_lock);
@@ -946,13 +930,10 @@ static SSL_CTX *shared_ctx(const char *source, const struct stat *id)
 
 static void share_ctx(SSL_CTX *ctx, const char *source, const struct stat *id)
 {
-	struct timespec now;
 	SSL_CTX *old = NULL;
 	char *copy;
 
-	if (clock_gettime(CLOCK_REALTIME_COARSE, &now) != 0 ||
-	    id->st_mtim.tv_sec + CTX_SETTLE_S >= now.tv_sec ||
-	    id->st_ctim.tv_sec + CTX_SETTLE_S >= now.tv_sec)
+	if (!entra_stat_settled(id, CTX_SETTLE_S))
 		return;
 	copy = strdup(source);
 	if (copy == NULL || SSL_CTX_up_ref(ctx) != 1) {
@@ -970,12 +951,13 @@ static void share_ctx(SSL_CTX *ctx, const char *source, const struct stat *id)
 	SSL_CTX_free(old);
 }
 
-unsigned long entra_http_tls_contexts_made(void)
+struct entra_http_tls_counts entra_http_tls_counts(void)
 {
-	unsigned long n;
+	struct entra_http_tls_counts n;
 
 	pthread_mutex_lock(&ctx_lock);
-	n = shared.made;
+	n.contexts_made = shared.made;
+	n.resumed = shared.resumed;
 	pthread_mutex_unlock(&ctx_lock);
 	return n;
 }

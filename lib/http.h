@@ -1,8 +1,8 @@
 /* HTTP/1.1 over OpenSSL: TLS always verified (ca_file for tests, else the
  * system store read as OpenSSL's hashed directory, /etc/ssl/certs on
  * Debian; the TLS context is shared by the handles of a process while
- * that source is unchanged, see entra_http_tls_contexts_made), https only unless the caller allows plain http for a
- * managed-identity endpoint (even then only to loopback or link-local
+ * that source is unchanged, see entra_http_tls_counts), https only
+ * unless the caller allows plain http for a managed-identity endpoint (even then only to loopback or link-local
  * addresses, checked after resolution), redirects never followed, response size
  * capped, per-request timeout clipped to an overall deadline. One handle
  * is reused for the requests of one transaction; never share it between
@@ -64,15 +64,17 @@ void entra_http_free(struct entra_http *http);
 void entra_http_set_deadline(struct entra_http *http, int64_t deadline_ms);
 int64_t entra_monotonic_ms(void);
 
-/* TLS contexts (trust store loaded) made by this process. Handles share
- * the last one made while its trust source (ca_file, or the system's
- * hashed directory) keeps its path and file identity, for at most five
- * minutes; for tests and benchmarks. */
-unsigned long entra_http_tls_contexts_made(void);
-/* Handshakes that resumed the TLS session last kept for their host:port
- * (made with the same shared context, at most five minutes old); for
- * tests and benchmarks. */
-unsigned long entra_http_tls_resumed(void);
+/* For tests and benchmarks: TLS contexts (trust store loaded) made by
+ * this process (handles share the last one made while its trust source,
+ * ca_file or the system's hashed directory, keeps its path and file
+ * identity, for at most five minutes), and handshakes that resumed the
+ * session kept for their host:port (made under the same context, from a
+ * full handshake at most five minutes old). */
+struct entra_http_tls_counts {
+	unsigned long contexts_made;
+	unsigned long resumed;
+};
+struct entra_http_tls_counts entra_http_tls_counts(void);
 
 /* headers: NULL-terminated array of "Name: value" strings (a token name
  * directly followed by ':', no control characters, at most 64 KiB each;

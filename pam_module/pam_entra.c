@@ -26,6 +26,7 @@
 
 #include "buf.h"
 #include "config.h"
+#include "fsutil.h"
 #include "log.h"
 #include "http.h"
 #include "login.h"
@@ -86,33 +87,10 @@ __attribute__((constructor)) static void config_lock_at_fork(void)
 	(void)pthread_atfork(config_lock_prepare, config_lock_release, config_lock_release);
 }
 
-/* A file changed within this many seconds of its fstat is not reused: two
- * writes in one tick of the file system's clock, of the same size, would
- * look alike (the "racy git" problem); such a file is read every time
- * until it has been still for that long. */
+/* A configuration file changed within this many seconds is read at every
+ * call (entra_stat_settled). A symlink is never opened (O_NOFOLLOW), nor
+ * matched (its identity is its own, statx without following). */
 #define CONFIG_SETTLE_SECONDS 2
-
-/* The same file, with the same contents, owner and mode: any change of
- * its data, owner or mode changes its ctime, and a file put in its place
- * (rename, link) is another inode. A symlink is never opened (O_NOFOLLOW),
- * so it never matches the file it points to. */
-static bool same_file(const struct stat *a, const struct stat *b)
-{
-	return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
-	       a->st_mode == b->st_mode && a->st_uid == b->st_uid &&
-	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
-	       a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
-}
-
-static bool settled(const struct stat *st)
-{
-	struct timespec now;
-
-	if (clock_gettime(CLOCK_REALTIME_COARSE, &now) != 0)
-		return false;
-	return st->st_mtim.tv_sec + CONFIG_SETTLE_SECONDS < now.tv_sec &&
-	       st->st_ctim.tv_sec + CONFIG_SETTLE_SECONDS < now.tv_sec;
-}
 
 static void shared_config_free(struct shared_config *sc)
 {
@@ -230,7 +208,7 @@ static struct shared_config *cached_config(const char *path, int argc, const cha
 
 	pthread_mutex_lock(&config_lock);
 	if (config_cache != NULL && strcmp(config_cache->path, path) == 0 &&
-	    same_args(config_cache, argc, argv) && same_file(&config_cache->id, id)) {
+	    same_args(config_cache, argc, argv) && entra_stat_unchanged(&config_cache->id, id)) {
 		sc = config_cache;
 		sc->refs++;
 	}
@@ -313,7 +291,7 @@ static int load_state(pam_handle_t *pamh, int argc, const char **argv, struct mo
 		entra_config_free(cfg);
 		return PAM_BUF_ERR;
 	}
-	if (fd >= 0 && settled(&id))
+	if (fd >= 0 && entra_stat_settled(&id, CONFIG_SETTLE_SECONDS))
 		cache_config(st->ref);
 done:
 	st->cfg = st->ref->cfg;

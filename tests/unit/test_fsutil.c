@@ -619,6 +619,40 @@ static void test_nolinks(void **state)
 	assert_int_equal(entra_read_secret_nolinks(p, 100, geteuid(), &buf), -EINVAL); /* a directory */
 }
 
+/* What a cache of a file's contents compares. */
+static void test_stat_identity(void **state)
+{
+	struct fixture *f = *state;
+	struct stat a, b;
+
+	put_file(f, "c", "one", 0644);
+	assert_int_equal(fstatat(f->dirfd, "c", &a, 0), 0);
+	b = a;
+	assert_true(entra_stat_unchanged(&a, &b));
+	assert_false(entra_stat_settled(&a, 2)); /* just written */
+	a.st_mtim.tv_sec -= 10;
+	a.st_ctim.tv_sec -= 10;
+	assert_true(entra_stat_settled(&a, 2));
+	assert_false(entra_stat_unchanged(&a, &b));
+	a = b;
+	a.st_ino++;
+	assert_false(entra_stat_unchanged(&a, &b));
+	a = b;
+	a.st_mode ^= 0020;
+	assert_false(entra_stat_unchanged(&a, &b));
+	a = b;
+	a.st_ctim.tv_nsec ^= 1;
+	assert_false(entra_stat_unchanged(&a, &b));
+	/* Rewritten with the same size: the times tell. */
+	put_file(f, "c", "two", 0644);
+	assert_int_equal(fstatat(f->dirfd, "c", &a, 0), 0);
+	assert_int_equal(a.st_size, b.st_size);
+	if (a.st_mtim.tv_sec == b.st_mtim.tv_sec && a.st_mtim.tv_nsec == b.st_mtim.tv_nsec)
+		assert_false(entra_stat_settled(&a, 2)); /* one tick: not trusted yet */
+	else
+		assert_false(entra_stat_unchanged(&a, &b));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -638,6 +672,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_read_secret_and_sizes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dir_open_full_path, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_nolinks, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stat_identity, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -297,16 +297,16 @@ static void test_tls_context_shared(void **state)
 	snprintf(tmp, sizeof(tmp), "%s/shared-ca.tmp", srv.dir);
 	copy_file(srv.ca, ca);
 	sleep(3); /* settled */
-	made = entra_http_tls_contexts_made();
-	resumed = entra_http_tls_resumed();
+	made = entra_http_tls_counts().contexts_made;
+	resumed = entra_http_tls_counts().resumed;
 	for (int i = 0; i < 3; i++)
 		assert_int_equal(get_with_ca(ca, srv.https), 200);
-	assert_int_equal(entra_http_tls_contexts_made() - made, 1);
+	assert_int_equal(entra_http_tls_counts().contexts_made - made, 1);
 	/* The second and third connections resumed the session the one
 	 * before left; another port is another peer: nothing to resume. */
-	assert_int_equal(entra_http_tls_resumed() - resumed, 2);
+	assert_int_equal(entra_http_tls_counts().resumed - resumed, 2);
 	assert_int_equal(get_with_ca(ca, srv.wrongname), -1);
-	assert_int_equal(entra_http_tls_resumed() - resumed, 2);
+	assert_int_equal(entra_http_tls_counts().resumed - resumed, 2);
 	/* A child process does not use what its parent kept (a ticket is
 	 * used once); its own next connection resumes its own session. */
 	{
@@ -315,9 +315,9 @@ static void test_tls_context_shared(void **state)
 
 		assert_true(pid >= 0);
 		if (pid == 0) {
-			unsigned long before = entra_http_tls_resumed();
-			int ok = get_with_ca(ca, srv.https) == 200 && entra_http_tls_resumed() == before &&
-				 get_with_ca(ca, srv.https) == 200 && entra_http_tls_resumed() == before + 1;
+			unsigned long before = entra_http_tls_counts().resumed;
+			int ok = get_with_ca(ca, srv.https) == 200 && entra_http_tls_counts().resumed == before &&
+				 get_with_ca(ca, srv.https) == 200 && entra_http_tls_counts().resumed == before + 1;
 			_exit(ok ? 0 : 1);
 		}
 		assert_int_equal(waitpid(pid, &status, 0), pid);
@@ -325,20 +325,20 @@ static void test_tls_context_shared(void **state)
 		assert_int_equal(WEXITSTATUS(status), 0);
 	}
 	assert_int_equal(get_with_ca(ca, srv.https), 200);
-	assert_int_equal(entra_http_tls_resumed() - resumed, 3);
+	assert_int_equal(entra_http_tls_counts().resumed - resumed, 3);
 
 	/* Another CA put in its place: the trusted server is not any more,
 	 * the other CA's is; the fresh file is read by each handle. */
 	copy_file(other, tmp);
 	assert_int_equal(rename(tmp, ca), 0);
-	made = entra_http_tls_contexts_made();
-	resumed = entra_http_tls_resumed();
+	made = entra_http_tls_counts().contexts_made;
+	resumed = entra_http_tls_counts().resumed;
 	/* A session kept from the old trust is not offered: the server
 	 * whose CA is no longer trusted stays refused. */
 	assert_int_equal(get_with_ca(ca, srv.https), -1);
 	assert_int_equal(get_with_ca(ca, srv.untrusted), 200);
-	assert_int_equal(entra_http_tls_contexts_made() - made, 2);
-	assert_int_equal(entra_http_tls_resumed() - resumed, 0);
+	assert_int_equal(entra_http_tls_counts().contexts_made - made, 2);
+	assert_int_equal(entra_http_tls_counts().resumed - resumed, 0);
 	/* Rewritten in place (same inode): read again. */
 	copy_file(srv.ca, ca);
 	assert_int_equal(get_with_ca(ca, srv.https), 200);
